@@ -1,0 +1,348 @@
+/**
+ * The activities of managed SMTP, built from injected vendor clients (`createActivities(deps)`), so tests swap a
+ * client, not a module. Each activity is idempotent: it can run twice, be killed halfway, or have its request applied
+ * while its response was lost, and the world still converges to one subaccount, one live key and one matching secret.
+ * Secrets never leave an activity: the send key goes straight from SparkPost into Secret Manager, and activities that
+ * need a key or an admin token read it from Secret Manager themselves.
+ */
+import { ApplicationFailure } from '@temporalio/common';
+import { isVendorError } from '../lib/errors';
+import {
+  SEND_KEY_GRANTS,
+  SEND_KEY_LABEL,
+  SEND_KEY_SECRET_ID,
+  SMTP_USERNAME,
+  senderAddress,
+  sendKeySecretLabels,
+  sendKeySecretName,
+} from '../lib/instance';
+import {
+  applyManagedSettings,
+  ownershipOf,
+  readEmailSettings,
+  restoreSettings,
+  sameSettings,
+  withoutRedacted,
+  type EmailSettings,
+  type Ownership,
+} from '../lib/site-config';
+import type { TestEmailRecord } from '../lib/types';
+import type { SecretStore } from '../vendors/secret-manager';
+import type { SourcegraphClient, SourcegraphClientOptions } from '../vendors/sourcegraph';
+import type { SparkPostClient, Subaccount } from '../vendors/sparkpost';
+import { SITE_CONFIG_UNUSABLE, TEST_EMAIL_FAILED, withFailureMapping } from './failures';
+
+/** The SparkPost calls the activities make. */
+export type SparkPostApi = Pick<
+  SparkPostClient,
+  | 'createSubaccount'
+  | 'getSubaccount'
+  | 'findSubaccountsByName'
+  | 'updateSubaccount'
+  | 'createApiKey'
+  | 'listApiKeys'
+  | 'deleteApiKey'
+>;
+
+/** The Secret Manager calls the activities make. */
+export type SecretsApi = Pick<
+  SecretStore,
+  'ensureSecret' | 'addVersion' | 'access' | 'accessIfExists' | 'listVersions' | 'destroyVersion' | 'deleteSecret'
+>;
+
+/** The Sourcegraph calls the activities make. */
+export type SourcegraphApi = Pick<SourcegraphClient, 'getSiteConfig' | 'editSiteConfig' | 'sendTestEmail'>;
+
+/** Settings from the worker's environment that shape what gets provisioned. */
+export interface ProvisioningSettings {
+  /** Written into every instance's email.smtp.host. */
+  relayHost: string;
+  relayPort: number;
+  /** Sender addresses are noreply+<instance>@<senderDomain>. */
+  senderDomain: string;
+  /** Where the post-provisioning test email goes. */
+  testRecipient: string;
+}
+
+/** Everything the activities need. */
+export interface ActivityDeps {
+  sparkpost: SparkPostApi;
+  secrets: SecretsApi;
+  /** Builds a client for one instance; called with a token the activity just read from Secret Manager. */
+  sourcegraph: (opts: SourcegraphClientOptions) => SourcegraphApi;
+  settings: ProvisioningSettings;
+}
+
+/** Where an instance's Sourcegraph is and which secret holds its admin token. */
+export interface SiteRef {
+  sourcegraphUrl: string;
+  adminTokenSecret: string;
+}
+
+/** What inspectSiteConfig found. */
+export interface SiteInspection {
+  ownership: Ownership;
+  /** The settings to restore on disable; managed-looking settings count as none (disable leaves no managed SMTP). */
+  previous: EmailSettings;
+  /** For messages: the host and sender found (no secrets). */
+  smtpHost: string | null;
+  address: string | null;
+}
+
+/** No email settings at all. */
+export const NO_SETTINGS: EmailSettings = { address: null, smtp: null, senderName: null };
+
+/** A found or created subaccount. */
+export interface SubaccountRef {
+  id: number;
+  status: Subaccount['status'];
+  complianceStatus: string;
+}
+
+/** The send key in force after ensureSendKey. */
+export interface SendKeyRef {
+  keyId: string;
+  secretVersion: string;
+  /** Whether this call minted a new key (false when an earlier attempt had already finished). */
+  minted: boolean;
+  /** Extra send keys revoked (orphans of interrupted attempts). */
+  revokedOrphans: number;
+}
+
+function sameGrants(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && [...a].sort().join(',') === [...b].sort().join(',');
+}
+
+/** Builds the activities from injected clients. */
+export function createActivities(deps: ActivityDeps) {
+  const { sparkpost, secrets, settings } = deps;
+
+  async function sourcegraphFor(site: SiteRef): Promise<SourcegraphApi> {
+    const { data: token } = await secrets.access(site.adminTokenSecret);
+    return deps.sourcegraph({ url: site.sourcegraphUrl, token: token.trim() });
+  }
+
+  function unusableConfig(err: unknown): never {
+    const why = err instanceof Error ? err.message : String(err);
+    throw ApplicationFailure.nonRetryable(`cannot edit the site configuration: ${why}`, SITE_CONFIG_UNUSABLE);
+  }
+
+  async function liveSubaccountByName(instance: string): Promise<Subaccount | null> {
+    const found = (await sparkpost.findSubaccountsByName(instance)).filter((s) => s.status !== 'terminated');
+    found.sort((a, b) => a.id - b.id);
+    return found[0] ?? null;
+  }
+
+  async function deleteKeyIfPresent(subaccountId: number, keyId: string): Promise<boolean> {
+    try {
+      await sparkpost.deleteApiKey(subaccountId, keyId);
+      return true;
+    } catch (err) {
+      if (isVendorError(err, 'not-found')) return false; // already revoked by an earlier attempt
+      throw err;
+    }
+  }
+
+  const activities = {
+    /** Reads the instance's email settings and says whose they are. Changes nothing. */
+    async inspectSiteConfig(site: SiteRef): Promise<SiteInspection> {
+      const sg = await sourcegraphFor(site);
+      const { contents } = await sg.getSiteConfig();
+      let current: EmailSettings;
+      try {
+        current = readEmailSettings(contents);
+      } catch (err) {
+        unusableConfig(err);
+      }
+      const ownership = ownershipOf(current, settings);
+      return {
+        ownership,
+        previous: ownership === 'managed' ? NO_SETTINGS : current,
+        smtpHost: current.smtp && typeof current.smtp.host === 'string' ? current.smtp.host : null,
+        address: current.address,
+      };
+    },
+
+    /** The instance's live (not terminated) subaccount, looked up by exact name; null when there is none. */
+    async findSubaccount(input: { instance: string }): Promise<SubaccountRef | null> {
+      const s = await liveSubaccountByName(input.instance);
+      return s ? { id: s.id, status: s.status, complianceStatus: s.complianceStatus } : null;
+    },
+
+    /**
+     * Makes sure the instance has one active subaccount: the known one, else one found by name (a create whose
+     * response was lost), else a new one. A suspended subaccount is reactivated.
+     */
+    async ensureSubaccount(input: { instance: string; knownId: number | null }): Promise<SubaccountRef> {
+      let sub: Subaccount | null = null;
+      if (input.knownId !== null) {
+        try {
+          sub = await sparkpost.getSubaccount(input.knownId);
+        } catch (err) {
+          if (!isVendorError(err, 'not-found')) throw err;
+        }
+        if (sub && (sub.status === 'terminated' || sub.name !== input.instance)) sub = null;
+      }
+      sub ??= await liveSubaccountByName(input.instance);
+      if (!sub) {
+        const { id } = await sparkpost.createSubaccount(input.instance);
+        return { id, status: 'active', complianceStatus: 'active' };
+      }
+      if (sub.status === 'suspended') await sparkpost.updateSubaccount(sub.id, { status: 'active' });
+      return { id: sub.id, status: 'active', complianceStatus: sub.complianceStatus };
+    },
+
+    /**
+     * Ensures exactly one live `send_key` on the subaccount and that the secret's latest version holds it. When an
+     * earlier attempt already stored a key that is still live, it is kept; otherwise a new key is minted and stored
+     * in the same call (the full key is only returned once). Other send keys (orphans of interrupted attempts) are
+     * revoked and older secret versions destroyed.
+     */
+    async ensureSendKey(input: { instance: string; gcpProject: string; subaccountId: number }): Promise<SendKeyRef> {
+      const secretName = sendKeySecretName(input.gcpProject);
+      await secrets.ensureSecret(input.gcpProject, SEND_KEY_SECRET_ID, sendKeySecretLabels(input.instance));
+      const keys = (await sparkpost.listApiKeys(input.subaccountId)).filter((k) => k.label === SEND_KEY_LABEL);
+      const latest = await secrets.accessIfExists(`${secretName}/versions/latest`);
+
+      let keep: { keyId: string; secretVersion: string } | null = null;
+      let minted = false;
+      if (latest) {
+        const matching = keys.filter(
+          (k) => k.shortKey === latest.data.slice(0, k.shortKey.length) && sameGrants(k.grants, SEND_KEY_GRANTS),
+        );
+        if (matching.length === 1) keep = { keyId: matching[0].id, secretVersion: latest.name };
+      }
+      if (!keep) {
+        const created = await sparkpost.createApiKey(input.subaccountId, SEND_KEY_LABEL, [...SEND_KEY_GRANTS]);
+        const secretVersion = await secrets.addVersion(secretName, created.key);
+        keep = { keyId: created.id, secretVersion };
+        minted = true;
+      }
+      let revokedOrphans = 0;
+      for (const k of keys) {
+        if (k.id !== keep.keyId && (await deleteKeyIfPresent(input.subaccountId, k.id))) revokedOrphans++;
+      }
+      for (const v of await secrets.listVersions(secretName, { enabledOnly: true })) {
+        if (v.name !== keep.secretVersion) await secrets.destroyVersion(v.name);
+      }
+      return { ...keep, minted, revokedOrphans };
+    },
+
+    /** Writes the managed email settings, reading the send key from Secret Manager. Keeps every other key and comment. */
+    async applyManagedSiteConfig(
+      input: SiteRef & { instance: string; secretVersion: string; senderName?: string },
+    ): Promise<{ sender: string }> {
+      const sg = await sourcegraphFor(input);
+      const { data: key } = await secrets.access(input.secretVersion);
+      const sender = senderAddress(input.instance, settings.senderDomain);
+      const smtp = {
+        host: settings.relayHost,
+        port: settings.relayPort,
+        username: SMTP_USERNAME,
+        password: key,
+        authentication: 'PLAIN' as const,
+      };
+      await sg.editSiteConfig((contents) => {
+        try {
+          return applyManagedSettings(contents, { address: sender, smtp, senderName: input.senderName });
+        } catch (err) {
+          return unusableConfig(err);
+        }
+      });
+      return { sender };
+    },
+
+    /** Asks the instance to send a test email. A failure is retryable: other replicas may not have the settings yet. */
+    async sendTestEmail(site: SiteRef): Promise<TestEmailRecord> {
+      const sg = await sourcegraphFor(site);
+      const result = await sg.sendTestEmail(settings.testRecipient);
+      if (!result.ok) {
+        throw ApplicationFailure.create({ message: result.message, type: TEST_EMAIL_FAILED });
+      }
+      return { at: new Date().toISOString(), ok: true, message: result.message };
+    },
+
+    /** Puts back the email settings enable replaced; a no-op when they are already in place. */
+    async restoreSiteConfig(input: SiteRef & { previous: EmailSettings }): Promise<{ changed: boolean }> {
+      const sg = await sourcegraphFor(input);
+      const target: EmailSettings = {
+        ...input.previous,
+        smtp: input.previous.smtp ? withoutRedacted(input.previous.smtp) : null,
+      };
+      const { changed } = await sg.editSiteConfig((contents) => {
+        try {
+          const current = readEmailSettings(contents);
+          return sameSettings(current, target) ? null : restoreSettings(contents, input.previous);
+        } catch (err) {
+          return unusableConfig(err);
+        }
+      });
+      return { changed };
+    },
+
+    /** Revokes every send key of the subaccount. Keys already gone are fine. */
+    async revokeSendKeys(input: { subaccountId: number }): Promise<{ revoked: number }> {
+      let keys;
+      try {
+        keys = (await sparkpost.listApiKeys(input.subaccountId)).filter((k) => k.label === SEND_KEY_LABEL);
+      } catch (err) {
+        if (isVendorError(err, 'not-found')) return { revoked: 0 };
+        throw err;
+      }
+      let revoked = 0;
+      for (const k of keys) if (await deleteKeyIfPresent(input.subaccountId, k.id)) revoked++;
+      return { revoked };
+    },
+
+    /** Destroys every version of the send-key secret and deletes it. Missing is fine. */
+    async deleteSendKeySecret(input: { gcpProject: string }): Promise<{ destroyedVersions: number; deleted: boolean }> {
+      const secretName = sendKeySecretName(input.gcpProject);
+      let destroyedVersions = 0;
+      for (const v of await secrets.listVersions(secretName)) {
+        if (v.state === 'DESTROYED') continue;
+        await secrets.destroyVersion(v.name);
+        destroyedVersions++;
+      }
+      const deleted = await secrets.deleteSecret(secretName);
+      return { destroyedVersions, deleted };
+    },
+
+    /**
+     * Suspends the subaccount (reversible: a later enable reactivates it), or terminates it when `terminate` is set
+     * (a first enable that failed). With no id, looks the subaccount up by name: a create whose response was lost.
+     */
+    async releaseSubaccount(input: {
+      instance: string;
+      subaccountId: number | null;
+      terminate: boolean;
+    }): Promise<{ released: number[] }> {
+      const target = input.terminate ? 'terminated' : 'suspended';
+      let ids: number[];
+      if (input.subaccountId !== null) ids = [input.subaccountId];
+      else if (input.terminate) {
+        ids = (await sparkpost.findSubaccountsByName(input.instance))
+          .filter((s) => s.status !== 'terminated')
+          .map((s) => s.id);
+      } else ids = [];
+      const released: number[] = [];
+      for (const id of ids) {
+        let sub: Subaccount;
+        try {
+          sub = await sparkpost.getSubaccount(id);
+        } catch (err) {
+          if (isVendorError(err, 'not-found')) continue;
+          throw err;
+        }
+        if (sub.status !== 'terminated' && sub.status !== target) {
+          await sparkpost.updateSubaccount(id, { status: target });
+        }
+        released.push(id);
+      }
+      return { released };
+    },
+  };
+  return withFailureMapping(activities);
+}
+
+/** The activity functions, as the workflow proxies them. */
+export type Activities = ReturnType<typeof createActivities>;

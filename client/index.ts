@@ -1,0 +1,153 @@
+/**
+ * The typed client of managed SMTP: what `smtpctl` and other tooling use to enable, disable and inspect instances.
+ */
+import { randomUUID } from 'node:crypto';
+import { Client, WorkflowNotFoundError } from '@temporalio/client';
+import { workflowIdFor, instanceFromWorkflowId } from '../lib/instance';
+import { INSTANCE_KEY, STATE_KEY } from '../lib/search-attributes';
+import type { EnableSpec, InstanceState, InstanceStatus } from '../lib/types';
+import { disableSignal, enableSignal, managedSmtpWorkflow, statusQuery } from '../workflows';
+
+/** The default task queue (MANAGED_SMTP_TASK_QUEUE). */
+export const DEFAULT_TASK_QUEUE = 'managed-smtp';
+
+/** There is no workflow for the instance. */
+export class NoWorkflowError extends Error {
+  constructor(readonly instance: string) {
+    super(`no managed SMTP workflow for instance ${instance}`);
+    this.name = 'NoWorkflowError';
+  }
+}
+
+/** Waiting for a request ran out of time. */
+export class WaitTimeoutError extends Error {
+  constructor(
+    readonly instance: string,
+    readonly lastStatus: InstanceStatus | null,
+    seconds: number,
+  ) {
+    const where = lastStatus
+      ? `; it is ${lastStatus.state}${lastStatus.step ? ` at step ${lastStatus.step}` : ''}`
+      : '';
+    super(`timed out after ${seconds}s waiting for ${instance}${where}`);
+    this.name = 'WaitTimeoutError';
+  }
+}
+
+/** A request that was sent. */
+export interface RequestHandle {
+  instance: string;
+  requestId: string;
+  workflowId: string;
+}
+
+/** Options for waiting. */
+export interface WaitOptions {
+  timeoutMs?: number;
+  pollMs?: number;
+  /** Called when the state or step changes. */
+  onProgress?: (status: InstanceStatus) => void;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Client of the managed SMTP workflows. */
+export class ManagedSmtpClient {
+  constructor(
+    readonly temporal: Client,
+    readonly taskQueue: string = process.env.MANAGED_SMTP_TASK_QUEUE || DEFAULT_TASK_QUEUE,
+  ) {}
+
+  /** Starts the instance's workflow if needed and asks it to (re-)provision. */
+  async enable(instance: string, spec: EnableSpec): Promise<RequestHandle> {
+    const requestId = randomUUID();
+    const workflowId = workflowIdFor(instance);
+    await this.temporal.workflow.signalWithStart(managedSmtpWorkflow, {
+      workflowId,
+      taskQueue: this.taskQueue,
+      args: [{ instance }],
+      signal: enableSignal,
+      signalArgs: [{ requestId, spec }],
+      typedSearchAttributes: [{ key: INSTANCE_KEY, value: instance }],
+      staticSummary: `Managed SMTP for ${instance}`,
+      staticDetails: `SparkPost subaccount, send key in ${spec.gcpProject}, site configuration of ${spec.sourcegraphUrl}`,
+    });
+    return { instance, requestId, workflowId };
+  }
+
+  /** Asks the instance's workflow to undo provisioning. */
+  async disable(instance: string, reason?: string): Promise<RequestHandle> {
+    const requestId = randomUUID();
+    const workflowId = workflowIdFor(instance);
+    try {
+      await this.temporal.workflow.getHandle(workflowId).signal(disableSignal, { requestId, reason });
+    } catch (err) {
+      if (err instanceof WorkflowNotFoundError) throw new NoWorkflowError(instance);
+      throw err;
+    }
+    return { instance, requestId, workflowId };
+  }
+
+  /** The instance's status. Throws NoWorkflowError when there is no workflow. */
+  async status(instance: string): Promise<InstanceStatus> {
+    try {
+      return await this.temporal.workflow.getHandle(workflowIdFor(instance)).query(statusQuery);
+    } catch (err) {
+      if (err instanceof WorkflowNotFoundError) throw new NoWorkflowError(instance);
+      throw err;
+    }
+  }
+
+  /** Waits until the workflow has finished the request, and returns the status it left. */
+  async waitFor(handle: RequestHandle, opts: WaitOptions = {}): Promise<InstanceStatus> {
+    const timeoutMs = opts.timeoutMs ?? 15 * 60_000;
+    const pollMs = opts.pollMs ?? 500;
+    const deadline = Date.now() + timeoutMs;
+    let last: InstanceStatus | null = null;
+    let lastSeen = '';
+    while (Date.now() < deadline) {
+      try {
+        last = await this.status(handle.instance);
+      } catch (err) {
+        if (err instanceof NoWorkflowError) throw err;
+        // A query can fail while no worker is polling; keep waiting until the deadline.
+      }
+      if (last) {
+        const rec = last.requests.find((r) => r.id === handle.requestId);
+        const seen = `${last.state}/${last.step ?? ''}`;
+        if (seen !== lastSeen) {
+          lastSeen = seen;
+          opts.onProgress?.(last);
+        }
+        if (rec?.finishedAt) return last;
+      }
+      await sleep(Math.min(pollMs, Math.max(0, deadline - Date.now())));
+    }
+    throw new WaitTimeoutError(handle.instance, last, Math.round(timeoutMs / 1000));
+  }
+
+  /** The outcome recorded for a request (its final state, or why it was rejected). */
+  static outcomeOf(status: InstanceStatus, requestId: string): string | undefined {
+    return status.requests.find((r) => r.id === requestId)?.outcome;
+  }
+
+  /** Instances with running workflows, optionally in one state, with their statuses. */
+  async list(filter: { state?: InstanceState } = {}): Promise<InstanceStatus[]> {
+    let query = `WorkflowType = 'managedSmtpWorkflow' AND ExecutionStatus = 'Running' AND ${INSTANCE_KEY.name} IS NOT NULL`;
+    if (filter.state) query += ` AND ${STATE_KEY.name} = '${filter.state}'`;
+    const instances: string[] = [];
+    for await (const wf of this.temporal.workflow.list({ query })) {
+      const name = instanceFromWorkflowId(wf.workflowId);
+      if (name) instances.push(name);
+      if (instances.length >= 10_000) break;
+    }
+    instances.sort();
+    const out: InstanceStatus[] = [];
+    // Bounded concurrency: a fleet listing must not flood the frontend with queries.
+    for (let i = 0; i < instances.length; i += 20) {
+      const batch = await Promise.allSettled(instances.slice(i, i + 20).map((n) => this.status(n)));
+      for (const r of batch) if (r.status === 'fulfilled') out.push(r.value);
+    }
+    return filter.state ? out.filter((s) => s.state === filter.state) : out;
+  }
+}

@@ -1,0 +1,237 @@
+/**
+ * smtpctl: the operator CLI. Exit codes (INTERFACE.md): 0 success, 1 the operation failed, 2 bad usage or input
+ * (one line naming the argument). `--json` prints exactly one JSON document on stdout; human output goes to stdout
+ * and diagnostics to stderr. Nothing printed here ever holds a secret: statuses carry only where secrets live.
+ */
+import { Command, CommanderError, Option } from 'commander';
+import type { Client } from '@temporalio/client';
+import { defaultAdminTokenSecret } from '../lib/instance';
+import type { EnableSpec, InstanceStatus } from '../lib/types';
+import { connectTemporal } from './connection';
+import { ManagedSmtpClient, NoWorkflowError, WaitTimeoutError, type RequestHandle } from './index';
+import { UsageError, validate } from './validation';
+
+/** An operation failed (exit 1) with a message for the operator. */
+class OperationFailed extends Error {
+  constructor(
+    message: string,
+    readonly result?: unknown,
+  ) {
+    super(message);
+  }
+}
+
+/** Where output goes; injectable so tests can run the CLI in-process. */
+export interface Io {
+  out: (text: string) => void;
+  err: (text: string) => void;
+}
+
+const processIo: Io = {
+  out: (t) => process.stdout.write(t),
+  err: (t) => process.stderr.write(t),
+};
+
+interface GlobalOpts {
+  json?: boolean;
+}
+
+function formatStatus(s: InstanceStatus): string {
+  const rows: Array<[string, string]> = [
+    ['instance', s.instance],
+    ['state', s.state],
+    ['step', s.step ?? '-'],
+    ['subaccount', s.subaccountId === null ? '-' : String(s.subaccountId)],
+    ['send key id', s.keyId ?? '-'],
+    ['secret version', s.secretVersion ?? '-'],
+    ['sender', s.sender ?? '-'],
+    [
+      'last test email',
+      s.lastTestEmail
+        ? `${s.lastTestEmail.ok ? 'ok' : 'FAILED'} at ${s.lastTestEmail.at}: ${s.lastTestEmail.message}`
+        : '-',
+    ],
+    ['error', s.error ?? '-'],
+  ];
+  for (const w of s.warnings) rows.push(['warning', w]);
+  rows.push(['updated', s.updatedAt]);
+  return rows.map(([k, v]) => `${k.padEnd(16)}${v}`).join('\n') + '\n';
+}
+
+/** Builds the CLI and a function that closes its Temporal connection. `connect` is injectable for tests. */
+export function buildProgram(
+  io: Io = processIo,
+  connect: () => Promise<Client> = connectTemporal,
+): { program: Command; close: () => Promise<void> } {
+  let client: ManagedSmtpClient | null = null;
+  let ownsConnection = false;
+  const getClient = async () => {
+    if (!client) {
+      client = new ManagedSmtpClient(await connect());
+      ownsConnection = connect === connectTemporal;
+    }
+    return client;
+  };
+  const close = async () => {
+    if (client && ownsConnection) await client.temporal.connection.close();
+  };
+
+  const program = new Command('smtpctl')
+    .description('Operate managed SMTP (SparkPost) for hosted Sourcegraph instances')
+    .option('--json', 'print one JSON document on stdout')
+    .exitOverride()
+    .configureOutput({ writeOut: io.out, writeErr: io.err });
+
+  const emit = (opts: GlobalOpts, json: unknown, human: string) =>
+    io.out(opts.json ? JSON.stringify(json) + '\n' : human);
+
+  const progress = (opts: GlobalOpts) => (s: InstanceStatus) => {
+    if (!opts.json) io.err(`${s.instance}: ${s.state}${s.step ? ` (${s.step})` : ''}\n`);
+  };
+
+  async function waitAndReport(
+    opts: GlobalOpts,
+    handle: RequestHandle,
+    goal: InstanceStatus['state'],
+    timeoutSeconds: number,
+  ): Promise<void> {
+    const c = await getClient();
+    const status = await c.waitFor(handle, { timeoutMs: timeoutSeconds * 1000, onProgress: progress(opts) });
+    const outcome = ManagedSmtpClient.outcomeOf(status, handle.requestId);
+    if (status.state !== goal || outcome?.startsWith('rejected')) {
+      const why = outcome?.startsWith('rejected') || outcome?.startsWith('superseded') ? outcome : status.error;
+      throw new OperationFailed(why ?? `${handle.instance} ended ${status.state}`, status);
+    }
+    emit(opts, status, formatStatus(status));
+  }
+
+  program
+    .command('enable')
+    .description('start (or re-run) provisioning of managed SMTP for an instance')
+    .argument('<instance>', 'instance slug')
+    .requiredOption('--sourcegraph-url <url>', 'base URL of the Sourcegraph instance')
+    .requiredOption('--gcp-project <id>', 'GCP project holding the instance secrets')
+    .option(
+      '--admin-token-secret <name>',
+      'Secret Manager version of a site-admin token (default projects/<gcp-project>/secrets/sourcegraph-admin-token/versions/latest)',
+    )
+    .option('--sender-name <text>', 'email.senderName to set')
+    .option('--force', "replace the instance's own SMTP settings")
+    .option('--wait', 'wait until the instance is active or failed')
+    .addOption(new Option('--timeout <seconds>', 'how long --wait waits').default('900'))
+    .action(async (instanceArg: string, o: Record<string, string | boolean | undefined>, cmd: Command) => {
+      const opts = cmd.optsWithGlobals() as GlobalOpts;
+      const instance = validate.instance(instanceArg);
+      const gcpProject = validate.gcpProject(o.gcpProject);
+      const spec: EnableSpec = {
+        sourcegraphUrl: validate.sourcegraphUrl(o.sourcegraphUrl),
+        gcpProject,
+        adminTokenSecret: validate.adminTokenSecret(o.adminTokenSecret ?? defaultAdminTokenSecret(gcpProject)),
+        force: o.force === true,
+      };
+      if (o.senderName !== undefined) spec.senderName = validate.senderName(o.senderName);
+      const timeout = validate.timeoutSeconds(o.timeout);
+      const c = await getClient();
+      const handle = await c.enable(instance, spec);
+      if (o.wait) return waitAndReport(opts, handle, 'active', timeout);
+      emit(
+        opts,
+        { instance, requestId: handle.requestId, workflowId: handle.workflowId, requested: 'enable' },
+        `enable requested for ${instance} (workflow ${handle.workflowId}); follow it with: smtpctl status ${instance}\n`,
+      );
+    });
+
+  program
+    .command('disable')
+    .description('undo managed SMTP for an instance: restore config, revoke key, delete secret, suspend subaccount')
+    .argument('<instance>', 'instance slug')
+    .option('--reason <text>', 'why (kept in the status)')
+    .option('--wait', 'wait until the instance is disabled')
+    .addOption(new Option('--timeout <seconds>', 'how long --wait waits').default('900'))
+    .action(async (instanceArg: string, o: Record<string, string | boolean | undefined>, cmd: Command) => {
+      const opts = cmd.optsWithGlobals() as GlobalOpts;
+      const instance = validate.instance(instanceArg);
+      const reason = o.reason === undefined ? undefined : validate.reason(o.reason);
+      const timeout = validate.timeoutSeconds(o.timeout);
+      const c = await getClient();
+      const handle = await c.disable(instance, reason);
+      if (o.wait) return waitAndReport(opts, handle, 'disabled', timeout);
+      emit(
+        opts,
+        { instance, requestId: handle.requestId, workflowId: handle.workflowId, requested: 'disable' },
+        `disable requested for ${instance}; follow it with: smtpctl status ${instance}\n`,
+      );
+    });
+
+  program
+    .command('status')
+    .description('state, current step, subaccount, secret version, sender, last test email, last error')
+    .argument('<instance>', 'instance slug')
+    .action(async (instanceArg: string, _o: unknown, cmd: Command) => {
+      const opts = cmd.optsWithGlobals() as GlobalOpts;
+      const instance = validate.instance(instanceArg);
+      const status = await (await getClient()).status(instance);
+      emit(opts, status, formatStatus(status));
+    });
+
+  program
+    .command('list')
+    .description('instances with their state')
+    .option('--state <state>', 'only instances in this state')
+    .action(async (o: { state?: string }, cmd: Command) => {
+      const opts = cmd.optsWithGlobals() as GlobalOpts;
+      const state = o.state === undefined ? undefined : validate.state(o.state);
+      const statuses = await (await getClient()).list({ state });
+      const human =
+        statuses.length === 0
+          ? 'no instances\n'
+          : statuses
+              .map(
+                (s) => `${s.instance.padEnd(24)}${s.state.padEnd(18)}${s.step ?? ''}${s.error ? `  ${s.error}` : ''}`,
+              )
+              .join('\n') + '\n';
+      emit(opts, statuses, human);
+    });
+
+  return { program, close };
+}
+
+/** Runs the CLI and returns the exit code (never calls process.exit). */
+export async function runCli(argv: string[], io: Io = processIo, connect?: () => Promise<Client>): Promise<number> {
+  const { program, close } = buildProgram(io, connect);
+  const json = argv.includes('--json');
+  const fail = (code: number, message: string, result?: unknown) => {
+    io.err(`smtpctl: ${message}\n`);
+    if (json) io.out(JSON.stringify({ error: message, ...(result ? { status: result } : {}) }) + '\n');
+    return code;
+  };
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return 0;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // Help and version are not errors; commander already printed its one-line usage error.
+      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.exitCode === 0) return 0;
+      if (json) io.out(JSON.stringify({ error: err.message.replace(/^error: /, '') }) + '\n');
+      return 2;
+    }
+    if (err instanceof UsageError) return fail(2, err.message);
+    if (err instanceof NoWorkflowError) return fail(1, err.message);
+    if (err instanceof OperationFailed) return fail(1, err.message, err.result);
+    if (err instanceof WaitTimeoutError) return fail(1, err.message, err.lastStatus ?? undefined);
+    const message = err instanceof Error ? err.message.split('\n')[0] : String(err);
+    return fail(1, message);
+  } finally {
+    await close();
+  }
+}
+
+if (require.main === module) {
+  runCli(process.argv.slice(2)).then(
+    (code) => process.exit(code),
+    (err) => {
+      process.stderr.write(`smtpctl: ${err instanceof Error ? err.message : String(err)}\n`);
+      process.exit(1);
+    },
+  );
+}

@@ -1,0 +1,3 @@
+/** The SparkPost emulators: the REST API and the SMTP relay. */
+export * from './api';
+export { SmtpRelayEmulator, subjectOf } from './relay';

@@ -1,0 +1,19 @@
+/**
+ * Search attributes that make instances findable in the Temporal Web UI and `smtpctl list`. The worker registers
+ * them at start-up; the dev server declares them on its command line.
+ */
+import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
+
+/** The instance slug. */
+export const INSTANCE_KEY = defineSearchAttributeKey('ManagedSmtpInstance', SearchAttributeType.KEYWORD);
+/** The lifecycle state (provisioning, active, ...). */
+export const STATE_KEY = defineSearchAttributeKey('ManagedSmtpState', SearchAttributeType.KEYWORD);
+/** The current step, or "none" when idle. */
+export const STEP_KEY = defineSearchAttributeKey('ManagedSmtpStep', SearchAttributeType.KEYWORD);
+
+/** Every attribute with its type name, as `temporal server start-dev --search-attribute` and the operator API take them. */
+export const SEARCH_ATTRIBUTES: Record<string, 'Keyword' | 'Text' | 'Int' | 'Double' | 'Bool' | 'Datetime'> = {
+  [INSTANCE_KEY.name]: 'Keyword',
+  [STATE_KEY.name]: 'Keyword',
+  [STEP_KEY.name]: 'Keyword',
+};

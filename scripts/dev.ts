@@ -1,0 +1,173 @@
+/**
+ * `npm run dev`: the whole local stack in one command. A Temporal dev server with its Web UI and managed SMTP's
+ * search attributes, the vendor emulators seeded with a demo instance (its admin token in the Secret Manager
+ * emulator), and a worker process started exactly as `npm run worker` would be, configured by the environment.
+ * Prints the UI address and a ready-to-paste `smtpctl enable` line. Ctrl-C stops everything.
+ *
+ * `--port-offset N` shifts every port (to run beside another stack); `--exit-after-ready` stops once ready (smoke test).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import http from 'node:http';
+import net from 'node:net';
+import path from 'node:path';
+import { EmulatorStack } from '../emulators/stack';
+import { SEARCH_ATTRIBUTES } from '../lib/search-attributes';
+import { findTemporalCli } from './temporal-cli';
+
+const root = path.resolve(__dirname, '..');
+const argv = process.argv.slice(2);
+const offsetArg = argv.indexOf('--port-offset');
+const offset = offsetArg >= 0 ? Number(argv[offsetArg + 1]) : 0;
+if (!Number.isInteger(offset) || offset < 0 || offset > 50_000) {
+  process.stderr.write('dev: invalid --port-offset: must be an integer from 0 to 50000\n');
+  process.exit(2);
+}
+
+/** The dev stack's ports (before the offset). */
+export const DEV_PORTS = {
+  temporal: 7233,
+  ui: 8233,
+  sparkpost: 4010,
+  relay: 2587,
+  secretManager: 8085,
+  sourcegraph: 3080,
+  state: 4000,
+};
+const port = (name: keyof typeof DEV_PORTS) => DEV_PORTS[name] + offset;
+
+const DEMO_CONFIG = `{
+  // Site configuration of the demo instance. managed-smtp edits only the email keys and keeps these comments.
+  "externalURL": "http://127.0.0.1:${port('sourcegraph')}/demo",
+  "auth.providers": [{ "type": "builtin", "allowSignup": true }],
+  "email.senderName": "Demo Sourcegraph"
+}
+`;
+
+const children: ChildProcess[] = [];
+
+function waitForPort(p: number, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  return new Promise((resolve, reject) => {
+    const attempt = () => {
+      const socket = net.connect(p, '127.0.0.1');
+      socket.once('connect', () => {
+        socket.destroy();
+        resolve();
+      });
+      socket.once('error', () => {
+        socket.destroy();
+        if (Date.now() > deadline) reject(new Error(`nothing listens on 127.0.0.1:${p} after ${timeoutMs / 1000}s`));
+        else setTimeout(attempt, 250);
+      });
+    };
+    attempt();
+  });
+}
+
+function waitForLine(child: ChildProcess, pattern: RegExp, timeoutMs: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`worker not ready after ${timeoutMs / 1000}s`)), timeoutMs);
+    const onData = (chunk: Buffer) => {
+      process.stdout.write(chunk);
+      if (pattern.test(chunk.toString())) {
+        clearTimeout(timer);
+        resolve();
+      }
+    };
+    child.stdout?.on('data', onData);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`worker exited with code ${code}`));
+    });
+  });
+}
+
+async function main(): Promise<void> {
+  const temporalCli = findTemporalCli();
+  if (!temporalCli) throw new Error('the Temporal CLI is required (see the messages above)');
+
+  const stack = await EmulatorStack.start({
+    ports: {
+      sparkpost: port('sparkpost'),
+      relay: port('relay'),
+      secretManager: port('secretManager'),
+      sourcegraph: port('sourcegraph'),
+    },
+  });
+  const demo = stack.addInstance('demo', { config: DEMO_CONFIG, gcpProject: 'sg-demo-project' });
+
+  // One page with every emulator's state (secrets masked), to see what provisioning did.
+  const stateServer = http.createServer((_req, res) => {
+    res.setHeader('content-type', 'application/json');
+    res.end(JSON.stringify(stack.snapshot(), null, 2));
+  });
+  await new Promise<void>((r) => stateServer.listen(port('state'), '127.0.0.1', r));
+
+  const server = spawn(
+    temporalCli,
+    [
+      'server',
+      'start-dev',
+      '--ip',
+      '127.0.0.1',
+      '--port',
+      String(port('temporal')),
+      '--ui-port',
+      String(port('ui')),
+      '--log-level',
+      'warn',
+      ...Object.entries(SEARCH_ATTRIBUTES).flatMap(([name, type]) => ['--search-attribute', `${name}=${type}`]),
+    ],
+    { stdio: ['ignore', 'ignore', 'inherit'] },
+  );
+  children.push(server);
+  await waitForPort(port('temporal'), 30_000);
+
+  const worker = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'worker', 'main.ts')], {
+    cwd: root,
+    stdio: ['ignore', 'pipe', 'inherit'],
+    env: { ...process.env, ...stack.workerEnv(), TEMPORAL_ADDRESS: `127.0.0.1:${port('temporal')}` },
+  });
+  children.push(worker);
+  await waitForLine(worker, /polling task queue/, 60_000);
+  worker.stdout?.pipe(process.stdout);
+
+  const addressEnv = offset ? `TEMPORAL_ADDRESS=127.0.0.1:${port('temporal')} ` : '';
+  process.stdout.write(`
+managed-smtp dev stack is ready.
+
+  Temporal Web UI      http://127.0.0.1:${port('ui')}/namespaces/default/workflows
+  Temporal server      127.0.0.1:${port('temporal')}
+  SparkPost API        ${stack.sparkpost.url}   (state: ${stack.sparkpost.origin}/__emulator/state)
+  SMTP relay           ${stack.relay.host}:${stack.relay.port} (STARTTLS, AUTH SMTP_Injection + send key)
+  Secret Manager       ${stack.secretManager.address} (gRPC, no auth)
+  Sourcegraph (demo)   ${demo.sourcegraphUrl}   (state: ${stack.sourcegraph.origin}/__emulator/sites/demo)
+  All emulator state   http://127.0.0.1:${port('state')}/   (secrets masked)
+
+Enable managed SMTP for the demo instance:
+
+  ${addressEnv}npx smtpctl enable demo --sourcegraph-url ${demo.sourcegraphUrl} --gcp-project ${demo.gcpProject} --wait
+
+Then: ${addressEnv}npx smtpctl status demo   and   ${addressEnv}npx smtpctl disable demo --wait
+`);
+
+  const stop = async () => {
+    for (const c of children.reverse()) c.kill('SIGTERM');
+    stateServer.close();
+    await stack.close();
+    process.exit(0);
+  };
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  if (argv.includes('--exit-after-ready')) await stop();
+  server.once('exit', (code) => {
+    process.stderr.write(`dev: the Temporal server exited (${code}); stopping\n`);
+    void stop();
+  });
+}
+
+main().catch((err) => {
+  process.stderr.write(`dev: ${err instanceof Error ? err.message : String(err)}\n`);
+  for (const c of children) c.kill('SIGTERM');
+  process.exit(1);
+});

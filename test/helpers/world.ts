@@ -1,0 +1,87 @@
+/**
+ * A test world: a real Temporal dev server, the emulator stack, and workers running managed SMTP with real vendor
+ * clients (or clients a test wrapped to fail). Assertions read the emulators' state directly.
+ */
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import type { Worker } from '@temporalio/worker';
+import { ManagedSmtpClient } from '../../client';
+import type { ActivityDeps } from '../../activities';
+import { EmulatorStack } from '../../emulators/stack';
+import { createManagedSmtpWorker, vendorDeps } from '../../worker/worker';
+import { startTemporal, uniqueTaskQueue, workflowBundle } from './temporal';
+import { sendKeySecretName } from '../../lib/instance';
+
+/** A running worker and the client that talks to its task queue. */
+export interface Lane {
+  taskQueue: string;
+  worker: Worker;
+  client: ManagedSmtpClient;
+  running: Promise<void>;
+}
+
+/** Everything a lifecycle test needs. */
+export class World {
+  private lanes: Lane[] = [];
+  private constructor(
+    readonly env: TestWorkflowEnvironment,
+    readonly stack: EmulatorStack,
+  ) {}
+
+  static async start(): Promise<World> {
+    const [env, stack] = await Promise.all([startTemporal(), EmulatorStack.start()]);
+    return new World(env, stack);
+  }
+
+  /** Real vendor clients pointed at the emulators. */
+  deps(taskQueue = 'unused'): ActivityDeps {
+    return vendorDeps(this.stack.workerConfig(taskQueue));
+  }
+
+  /** Starts a worker on a fresh task queue with the given (possibly wrapped) clients. */
+  async lane(deps: ActivityDeps = this.deps()): Promise<Lane> {
+    const taskQueue = uniqueTaskQueue('lane');
+    const worker = await createManagedSmtpWorker({
+      connection: this.env.nativeConnection,
+      namespace: 'default',
+      taskQueue,
+      deps,
+      workflowBundle: await workflowBundle(),
+      shutdownGraceTime: '1s',
+    });
+    const lane: Lane = {
+      taskQueue,
+      worker,
+      client: new ManagedSmtpClient(this.env.client, taskQueue),
+      running: worker.run(),
+    };
+    this.lanes.push(lane);
+    return lane;
+  }
+
+  /** SparkPost subaccounts named `name` that are not terminated. */
+  liveSubaccounts(name: string) {
+    return this.stack.sparkpost.state.subaccounts.filter((s) => s.name === name && s.status !== 'terminated');
+  }
+
+  /** Every subaccount named `name`. */
+  allSubaccounts(name: string) {
+    return this.stack.sparkpost.state.subaccounts.filter((s) => s.name === name);
+  }
+
+  /** API keys of a subaccount (the emulator keeps only live keys). */
+  keysOf(subaccountId: number) {
+    return this.stack.sparkpost.state.apiKeys.filter((k) => k.subaccount_id === subaccountId);
+  }
+
+  /** The send-key secret of a project, if it exists. */
+  sendKeySecret(gcpProject: string) {
+    return this.stack.secretManager.getSecret(sendKeySecretName(gcpProject));
+  }
+
+  async close(): Promise<void> {
+    for (const lane of this.lanes) lane.worker.shutdown();
+    await Promise.allSettled(this.lanes.map((l) => l.running));
+    await this.stack.close();
+    await this.env.teardown();
+  }
+}

@@ -1,0 +1,86 @@
+/**
+ * The worker's environment, validated at start-up with zod. Every problem is reported on one line naming the
+ * variable, and nothing starts until all are fixed. Temporal's own connection settings (TEMPORAL_ADDRESS, ...) are
+ * read separately by @temporalio/envconfig.
+ */
+import { z } from 'zod';
+
+/** Everything the worker reads from the environment besides the Temporal connection. */
+export interface WorkerConfig {
+  taskQueue: string;
+  sparkpostApiUrl: string;
+  sparkpostApiKey: string;
+  relayHost: string;
+  relayPort: number;
+  secretManagerEmulatorHost?: string;
+  senderDomain: string;
+  testRecipient: string;
+}
+
+const HOSTNAME =
+  /^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+const DOMAIN = /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/;
+
+// Empty variables count as unset, as shells and compose files often leave them empty.
+const optional = <T extends z.ZodType>(schema: T) =>
+  z.preprocess((v) => (typeof v === 'string' && v.trim() === '' ? undefined : v), schema);
+
+const schema = z.object({
+  MANAGED_SMTP_TASK_QUEUE: optional(
+    z
+      .string()
+      .regex(/^[\w.:/-]{1,200}$/, 'must be a task queue name')
+      .default('managed-smtp'),
+  ),
+  SPARKPOST_API_URL: optional(
+    z
+      .string()
+      .refine((v) => /^https?:\/\/[^\s/]+(\/\S*)?$/.test(v) && URL.canParse(v), 'must be an http(s) URL')
+      .default('https://api.eu.sparkpost.com/api/v1'),
+  ),
+  SPARKPOST_API_KEY: optional(
+    z.string({ error: 'is required: the SparkPost operator API key' }).regex(/^\S+$/, 'must not contain whitespace'),
+  ),
+  SMTP_RELAY_HOST: optional(z.string().regex(HOSTNAME, 'must be a host name').default('smtp.eu.sparkpostmail.com')),
+  SMTP_RELAY_PORT: optional(z.coerce.number({ error: 'must be a port number' }).int().min(1).max(65535).default(587)),
+  SECRET_MANAGER_EMULATOR_HOST: optional(
+    z
+      .string()
+      .regex(/^[A-Za-z0-9.-]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/, 'must be host:port')
+      .optional(),
+  ),
+  MANAGED_SMTP_SENDER_DOMAIN: optional(
+    z.string().regex(DOMAIN, 'must be a domain name').default('cloud.sourcegraph.com'),
+  ),
+  MANAGED_SMTP_TEST_RECIPIENT: optional(
+    z.email({ error: 'must be an email address' }).default('cloud-team+test_emails@sourcegraph.com'),
+  ),
+});
+
+/** Thrown when the environment is invalid; `problems` has one line per variable. */
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(problems.join('\n'));
+    this.name = 'ConfigError';
+  }
+}
+
+/** Validates the environment. Throws ConfigError listing every problem. */
+export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerConfig {
+  const parsed = schema.safeParse(env);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`);
+    throw new ConfigError([...new Set(problems)]);
+  }
+  const e = parsed.data;
+  return {
+    taskQueue: e.MANAGED_SMTP_TASK_QUEUE,
+    sparkpostApiUrl: e.SPARKPOST_API_URL.replace(/\/+$/, ''),
+    sparkpostApiKey: e.SPARKPOST_API_KEY,
+    relayHost: e.SMTP_RELAY_HOST,
+    relayPort: e.SMTP_RELAY_PORT,
+    secretManagerEmulatorHost: e.SECRET_MANAGER_EMULATOR_HOST,
+    senderDomain: e.MANAGED_SMTP_SENDER_DOMAIN,
+    testRecipient: e.MANAGED_SMTP_TEST_RECIPIENT,
+  };
+}

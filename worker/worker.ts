@@ -1,0 +1,51 @@
+/**
+ * Builds the managed SMTP worker from injected activities, so tests, the dev stack and production share one wiring.
+ */
+import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
+import { createActivities, type ActivityDeps } from '../activities';
+import type { WorkerConfig } from './config';
+import { SecretStore } from '../vendors/secret-manager';
+import { SourcegraphClient } from '../vendors/sourcegraph';
+import { SparkPostClient } from '../vendors/sparkpost';
+
+/** Path of the workflow module the worker bundles. */
+export const WORKFLOWS_PATH = require.resolve('../workflows');
+
+/** Real vendor clients from the validated environment. */
+export function vendorDeps(config: WorkerConfig): ActivityDeps {
+  return {
+    sparkpost: new SparkPostClient({ baseUrl: config.sparkpostApiUrl, apiKey: config.sparkpostApiKey }),
+    secrets: new SecretStore({ emulatorHost: config.secretManagerEmulatorHost }),
+    sourcegraph: (opts) => new SourcegraphClient(opts),
+    settings: {
+      relayHost: config.relayHost,
+      relayPort: config.relayPort,
+      senderDomain: config.senderDomain,
+      testRecipient: config.testRecipient,
+    },
+  };
+}
+
+/** Options for createManagedSmtpWorker. */
+export interface ManagedSmtpWorkerOptions {
+  connection: NativeConnection;
+  namespace: string;
+  taskQueue: string;
+  deps: ActivityDeps;
+  /** A prebuilt workflow bundle (tests and the production image reuse one instead of bundling at start). */
+  workflowBundle?: WorkerOptions['workflowBundle'];
+  /** How long in-flight activities get to finish on shutdown. */
+  shutdownGraceTime?: WorkerOptions['shutdownGraceTime'];
+}
+
+/** Creates (does not run) a worker for managed SMTP's workflows and activities. */
+export async function createManagedSmtpWorker(opts: ManagedSmtpWorkerOptions): Promise<Worker> {
+  return Worker.create({
+    connection: opts.connection,
+    namespace: opts.namespace,
+    taskQueue: opts.taskQueue,
+    ...(opts.workflowBundle ? { workflowBundle: opts.workflowBundle } : { workflowsPath: WORKFLOWS_PATH }),
+    activities: createActivities(opts.deps),
+    shutdownGraceTime: opts.shutdownGraceTime ?? '10s',
+  });
+}
