@@ -1,0 +1,187 @@
+/**
+ * Idempotency of each activity against the emulators: run twice, request applied while its response was lost, killed
+ * between two calls. The world must still hold one subaccount, one live key and one matching secret.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { MockActivityEnvironment } from '@temporalio/testing';
+import { ApplicationFailure } from '@temporalio/common';
+import { createActivities, type ActivityDeps } from '../activities';
+import { EmulatorStack } from '../emulators/stack';
+import { VendorError } from '../lib/errors';
+import { sendKeySecretName } from '../lib/instance';
+import { vendorDeps } from '../worker/worker';
+import { FaultSwitch, failing } from './helpers/faulty';
+
+describe('activities are idempotent', { timeout: 60_000 }, () => {
+  let stack: EmulatorStack;
+  let deps: ActivityDeps;
+  const env = new MockActivityEnvironment();
+
+  before(async () => {
+    stack = await EmulatorStack.start();
+    deps = vendorDeps(stack.workerConfig());
+  });
+  after(async () => {
+    await stack?.close();
+  });
+
+  const live = (name: string) =>
+    stack.sparkpost.state.subaccounts.filter((s) => s.name === name && s.status !== 'terminated');
+  const keysOf = (id: number) => stack.sparkpost.state.apiKeys.filter((k) => k.subaccount_id === id);
+  const enabledVersions = (project: string) =>
+    (stack.secretManager.getSecret(sendKeySecretName(project))?.versions ?? []).filter((v) => v.state === 'ENABLED');
+
+  test('ensureSubaccount twice gives one subaccount', async () => {
+    const acts = createActivities(deps);
+    const a = await env.run(acts.ensureSubaccount, { instance: 'twice', knownId: null });
+    const b = await env.run(acts.ensureSubaccount, { instance: 'twice', knownId: null });
+    assert.equal(a.id, b.id);
+    assert.equal(live('twice').length, 1);
+  });
+
+  test('a subaccount create applied but its response lost: the retry finds it instead of creating another', async () => {
+    const acts = createActivities(deps);
+    stack.sparkpost.faults.set({ dropResponseRate: 1, match: '^POST /api/v1/subaccounts' });
+    try {
+      await assert.rejects(env.run(acts.ensureSubaccount, { instance: 'lost', knownId: null }), (err: unknown) => {
+        assert.ok(err instanceof ApplicationFailure);
+        assert.equal(err.nonRetryable, false, 'a lost response is transient');
+        return true;
+      });
+    } finally {
+      stack.sparkpost.faults.reset();
+    }
+    assert.equal(live('lost').length, 1, 'the create was applied');
+    const again = await env.run(acts.ensureSubaccount, { instance: 'lost', knownId: null });
+    assert.equal(again.id, live('lost')[0].id);
+    assert.equal(live('lost').length, 1, 'no second subaccount');
+  });
+
+  test('a substring match of the name is not mistaken for the instance', async () => {
+    const acts = createActivities(deps);
+    const other = await env.run(acts.ensureSubaccount, { instance: 'acme-eu', knownId: null });
+    const mine = await env.run(acts.ensureSubaccount, { instance: 'acme', knownId: null });
+    assert.notEqual(other.id, mine.id);
+  });
+
+  test('ensureSendKey twice keeps the first key and secret version', async () => {
+    const acts = createActivities(deps);
+    const sub = await env.run(acts.ensureSubaccount, { instance: 'keytwice', knownId: null });
+    const a = await env.run(acts.ensureSendKey, {
+      instance: 'keytwice',
+      gcpProject: 'sg-keytwice',
+      subaccountId: sub.id,
+    });
+    const b = await env.run(acts.ensureSendKey, {
+      instance: 'keytwice',
+      gcpProject: 'sg-keytwice',
+      subaccountId: sub.id,
+    });
+    assert.equal(a.minted, true);
+    assert.equal(b.minted, false);
+    assert.equal(b.keyId, a.keyId);
+    assert.equal(b.secretVersion, a.secretVersion);
+    assert.equal(keysOf(sub.id).length, 1);
+    assert.equal(enabledVersions('sg-keytwice').length, 1);
+    assert.equal(enabledVersions('sg-keytwice')[0].data, keysOf(sub.id)[0].key);
+  });
+
+  test('killed between minting and storing: the retry revokes the orphan and stores a live key', async () => {
+    const fault = new FaultSwitch();
+    const crashing = createActivities({
+      ...deps,
+      secrets: failing(
+        deps.secrets,
+        'addVersion',
+        () => new VendorError({ vendor: 'secret-manager', kind: 'unavailable', message: 'worker killed' }),
+        fault,
+      ),
+    });
+    const acts = createActivities(deps);
+    const sub = await env.run(acts.ensureSubaccount, { instance: 'orphan', knownId: null });
+    await assert.rejects(
+      env.run(crashing.ensureSendKey, { instance: 'orphan', gcpProject: 'sg-orphan', subaccountId: sub.id }),
+    );
+    assert.equal(keysOf(sub.id).length, 1, 'the orphan key exists, its value lost');
+    const orphanId = keysOf(sub.id)[0].id;
+
+    const r = await env.run(acts.ensureSendKey, { instance: 'orphan', gcpProject: 'sg-orphan', subaccountId: sub.id });
+    assert.equal(r.revokedOrphans, 1);
+    const keys = keysOf(sub.id);
+    assert.equal(keys.length, 1, 'one live key');
+    assert.notEqual(keys[0].id, orphanId);
+    assert.equal(enabledVersions('sg-orphan').length, 1);
+    assert.equal(enabledVersions('sg-orphan')[0].data, keys[0].key, 'secret matches the live key');
+  });
+
+  test('a secret version added but its response lost: the retry keeps it instead of minting again', async () => {
+    const acts = createActivities(deps);
+    const sub = await env.run(acts.ensureSubaccount, { instance: 'smdrop', knownId: null });
+    stack.secretManager.faults.set({ dropResponseRate: 1, match: 'AddSecretVersion' });
+    try {
+      await assert.rejects(
+        env.run(acts.ensureSendKey, { instance: 'smdrop', gcpProject: 'sg-smdrop', subaccountId: sub.id }),
+      );
+    } finally {
+      stack.secretManager.faults.reset();
+    }
+    const minted = stack.sparkpost.mintedKeys.filter((k) => k.subaccountId === sub.id).length;
+    const r = await env.run(acts.ensureSendKey, { instance: 'smdrop', gcpProject: 'sg-smdrop', subaccountId: sub.id });
+    assert.equal(r.minted, false, 'the stored key was found live');
+    assert.equal(stack.sparkpost.mintedKeys.filter((k) => k.subaccountId === sub.id).length, minted, 'no extra mint');
+    assert.equal(keysOf(sub.id).length, 1);
+    assert.equal(enabledVersions('sg-smdrop')[0].data, keysOf(sub.id)[0].key);
+  });
+
+  test('compensations run twice are no-ops the second time', async () => {
+    const acts = createActivities(deps);
+    const sub = await env.run(acts.ensureSubaccount, { instance: 'undo2', knownId: null });
+    await env.run(acts.ensureSendKey, { instance: 'undo2', gcpProject: 'sg-undo2', subaccountId: sub.id });
+    assert.deepEqual(await env.run(acts.revokeSendKeys, { subaccountId: sub.id }), { revoked: 1 });
+    assert.deepEqual(await env.run(acts.revokeSendKeys, { subaccountId: sub.id }), { revoked: 0 });
+    assert.deepEqual(await env.run(acts.deleteSendKeySecret, { gcpProject: 'sg-undo2' }), {
+      destroyedVersions: 1,
+      deleted: true,
+    });
+    assert.deepEqual(await env.run(acts.deleteSendKeySecret, { gcpProject: 'sg-undo2' }), {
+      destroyedVersions: 0,
+      deleted: false,
+    });
+    await env.run(acts.releaseSubaccount, { instance: 'undo2', subaccountId: sub.id, terminate: false });
+    await env.run(acts.releaseSubaccount, { instance: 'undo2', subaccountId: sub.id, terminate: false });
+    assert.equal(stack.sparkpost.state.subaccounts.find((s) => s.id === sub.id)?.status, 'suspended');
+  });
+
+  test('terminating by name finds a subaccount whose create response was lost', async () => {
+    const acts = createActivities(deps);
+    await env.run(acts.ensureSubaccount, { instance: 'byname', knownId: null });
+    const r = await env.run(acts.releaseSubaccount, { instance: 'byname', subaccountId: null, terminate: true });
+    assert.equal(r.released.length, 1);
+    assert.equal(live('byname').length, 0);
+  });
+
+  test('permanent vendor errors leave as non-retryable typed failures, transient ones as retryable', async () => {
+    const wrongKey = createActivities({ ...vendorDeps({ ...stack.workerConfig(), sparkpostApiKey: 'wrong' }) });
+    await assert.rejects(env.run(wrongKey.findSubaccount, { instance: 'x1' }), (err: unknown) => {
+      assert.ok(err instanceof ApplicationFailure);
+      assert.equal(err.type, 'SparkPostAuthError');
+      assert.equal(err.nonRetryable, true);
+      assert.ok(!err.message.includes('wrong'), 'no key in the message');
+      return true;
+    });
+    const acts = createActivities(deps);
+    stack.sparkpost.faults.set({ rateLimitRate: 1, match: '^GET /api/v1/subaccounts' });
+    try {
+      await assert.rejects(env.run(acts.findSubaccount, { instance: 'x1' }), (err: unknown) => {
+        assert.ok(err instanceof ApplicationFailure);
+        assert.equal(err.type, 'SparkPostRateLimitedError');
+        assert.equal(err.nonRetryable, false);
+        assert.ok(err.nextRetryDelay !== undefined, 'a 429 sets the next retry delay');
+        return true;
+      });
+    } finally {
+      stack.sparkpost.faults.reset();
+    }
+  });
+});
