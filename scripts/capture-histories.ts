@@ -1,0 +1,66 @@
+/**
+ * Captures workflow histories from real runs (real Temporal dev server, emulators, real vendor clients) into
+ * test/histories/, for the replay test that makes a workflow change which breaks running executions fail CI.
+ * Run after an intentional, versioned workflow change: `npx tsx scripts/capture-histories.ts`.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { temporal } from '@temporalio/proto';
+import { workflowIdFor } from '../lib/instance';
+import { World } from '../test/helpers/world';
+
+const OUT = path.resolve(__dirname, '..', 'test', 'histories');
+
+async function main(): Promise<void> {
+  const world = await World.start();
+  try {
+    const lane = await world.lane();
+    const wait = (h: Awaited<ReturnType<typeof lane.client.enable>>) => lane.client.waitFor(h, { timeoutMs: 60_000 });
+    const spec = (i: ReturnType<typeof world.stack.addInstance>, force = false) => ({
+      sourcegraphUrl: i.sourcegraphUrl,
+      gcpProject: i.gcpProject,
+      adminTokenSecret: i.adminTokenSecret,
+      force,
+    });
+
+    // enable → disable → enable again (reactivation)
+    const a = world.stack.addInstance('replay-lifecycle');
+    await wait(await lane.client.enable(a.name, spec(a)));
+    await wait(await lane.client.disable(a.name, 'capture'));
+    await wait(await lane.client.enable(a.name, spec(a)));
+
+    // customer-owned settings refused
+    const c = world.stack.addInstance('replay-customer', {
+      config:
+        '{"email.address":"it@own.example.com","email.smtp":{"host":"smtp.own.example.com","port":587,"authentication":"none"}}',
+    });
+    await wait(await lane.client.enable(c.name, spec(c)));
+
+    // a failed enable (wrong token) then a compensated failure at the test email step
+    const f = world.stack.addInstance('replay-failed');
+    world.stack.secretManager.seed(`projects/${f.gcpProject}/secrets/sourcegraph-admin-token`, 'sgp_wrong');
+    await wait(await lane.client.enable(f.name, spec(f)));
+
+    mkdirSync(OUT, { recursive: true });
+    for (const name of [a.name, c.name, f.name]) {
+      const history = await world.env.client.workflow.getHandle(workflowIdFor(name)).fetchHistory();
+      const file = path.join(OUT, `${name}.json`);
+      // Proto JSON through the generated codec (bytes as base64, 64-bit ints as strings), loadable with fromObject.
+      const { History } = temporal.api.history.v1;
+      const json = History.toObject(History.decode(History.encode(history).finish()), {
+        longs: String,
+        enums: String,
+        bytes: String,
+      });
+      writeFileSync(file, JSON.stringify(json) + '\n');
+      console.log(`captured ${file} (${history.events?.length ?? 0} events)`);
+    }
+  } finally {
+    await world.close();
+  }
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});
