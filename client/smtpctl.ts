@@ -12,7 +12,7 @@ import { ManagedSmtpClient, NoWorkflowError, WaitTimeoutError, type RequestHandl
 import { UsageError, validate } from './validation';
 
 /** An operation failed (exit 1) with a message for the operator. */
-class OperationFailed extends Error {
+export class OperationFailed extends Error {
   constructor(
     message: string,
     readonly result?: unknown,
@@ -32,9 +32,36 @@ const processIo: Io = {
   err: (t) => process.stderr.write(t),
 };
 
-interface GlobalOpts {
+/** Options every command inherits. */
+export interface GlobalOpts {
   json?: boolean;
 }
+
+/** What a command module gets to register its commands (see client/commands/). */
+export interface CliContext {
+  io: Io;
+  /** The typed client, connected on first use. */
+  getClient: () => Promise<ManagedSmtpClient>;
+  /** Prints `json` with --json, else `human`. */
+  emit: (opts: GlobalOpts, json: unknown, human: string) => void;
+  /** Reports state changes while waiting (stderr, human mode only). */
+  progress: (opts: GlobalOpts) => (s: InstanceStatus) => void;
+  /** Waits for a request and fails (exit 1) unless it leaves the instance in `goal`. */
+  waitAndReport: (
+    opts: GlobalOpts,
+    handle: RequestHandle,
+    goal: InstanceStatus['state'],
+    timeoutSeconds: number,
+  ) => Promise<void>;
+  /** Formats a status for humans. */
+  formatStatus: (s: InstanceStatus) => string;
+}
+
+/** A module that adds commands to smtpctl. */
+export type CommandModule = (program: Command, ctx: CliContext) => void;
+
+/** Command modules beyond the lifecycle ones, registered in this order. */
+const COMMAND_MODULES: CommandModule[] = [];
 
 function formatStatus(s: InstanceStatus): string {
   const rows: Array<[string, string]> = [
@@ -193,6 +220,8 @@ export function buildProgram(
       emit(opts, statuses, human);
     });
 
+  const ctx: CliContext = { io, getClient, emit, progress, waitAndReport, formatStatus };
+  for (const register of COMMAND_MODULES) register(program, ctx);
   return { program, close };
 }
 

@@ -11,9 +11,16 @@ export const STATE_KEY = defineSearchAttributeKey('ManagedSmtpState', SearchAttr
 /** The current step, or "none" when idle. */
 export const STEP_KEY = defineSearchAttributeKey('ManagedSmtpStep', SearchAttributeType.KEYWORD);
 
+/** True while the instance's bounce rate is over the alert threshold. */
+export const BOUNCE_ALERT_KEY = defineSearchAttributeKey('ManagedSmtpBounceAlert', SearchAttributeType.BOOL);
+
 /** Every attribute with its type name, as `temporal server start-dev --search-attribute` and the operator API take them. */
 export const SEARCH_ATTRIBUTES: Record<string, 'Keyword' | 'Text' | 'Int' | 'Double' | 'Bool' | 'Datetime'> = {
   [INSTANCE_KEY.name]: 'Keyword',
   [STATE_KEY.name]: 'Keyword',
   [STEP_KEY.name]: 'Keyword',
+  [BOUNCE_ALERT_KEY.name]: 'Bool',
 };
+
+/** Every key, for test servers that take typed keys. */
+export const ALL_SEARCH_ATTRIBUTE_KEYS = [INSTANCE_KEY, STATE_KEY, STEP_KEY, BOUNCE_ALERT_KEY];

@@ -73,6 +73,34 @@ export interface RequestRecord {
   outcome?: string;
 }
 
+/** A bounce-rate alert raised (or cleared) by the bounce alert workflow. */
+export interface DeliverabilityAlert {
+  active: boolean;
+  /** When the alert workflow measured it. */
+  at: string;
+  /** Start of the measured window. */
+  from: string;
+  accepted: number;
+  bounces: number;
+  /** bounces / (accepted or targeted), 0..1. */
+  bounceRate: number;
+  threshold: number;
+}
+
+/** One GDPR deletion in an instance's audit trail: counts and outcome only, never addresses. */
+export interface GdprAuditRecord {
+  requestId: string;
+  at: string;
+  /** How the recipients were chosen. */
+  scope: 'listed' | 'all-recipients';
+  recipients: number;
+  /** Data-privacy requests filed (at most 1000 recipients each). */
+  batches: number;
+  optOut: boolean;
+  outcome: 'filed' | 'failed';
+  error?: string;
+}
+
 /** What `status` returns (a superset of INTERFACE.md's `status --json`). */
 export interface InstanceStatus {
   instance: string;
@@ -93,4 +121,8 @@ export interface InstanceStatus {
   updatedAt: string;
   /** The last requests, oldest first (bounded). */
   requests: RequestRecord[];
+  /** The bounce-rate alert in force, if any. */
+  deliverabilityAlert?: DeliverabilityAlert | null;
+  /** GDPR deletions filed for this instance, oldest first (bounded). */
+  gdprAudit?: GdprAuditRecord[];
 }

@@ -16,7 +16,12 @@ import { FaultSwitch, failing } from './helpers/faulty';
 describe('activities are idempotent', { timeout: 60_000 }, () => {
   let stack: EmulatorStack;
   let deps: ActivityDeps;
-  const env = new MockActivityEnvironment();
+  const mock = new MockActivityEnvironment();
+  // MockActivityEnvironment.run does not infer the result type; this keeps the tests typed.
+  const env = {
+    run: <A extends unknown[], R>(fn: (...args: A) => Promise<R>, ...args: A): Promise<R> =>
+      mock.run(fn, ...args) as Promise<R>,
+  };
 
   before(async () => {
     stack = await EmulatorStack.start();

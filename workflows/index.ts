@@ -28,10 +28,12 @@ import {
 } from '@temporalio/workflow';
 import type { Activities, SiteRef } from '../activities';
 import { instanceNameProblem } from '../lib/instance';
-import { INSTANCE_KEY, STATE_KEY, STEP_KEY } from '../lib/search-attributes';
+import { BOUNCE_ALERT_KEY, INSTANCE_KEY, STATE_KEY, STEP_KEY } from '../lib/search-attributes';
 import { hasRedactedSecret, type EmailSettings } from '../lib/site-config';
 import type {
+  DeliverabilityAlert,
   DisableRequest,
+  GdprAuditRecord,
   EnableRequest,
   EnableSpec,
   InstanceState,
@@ -47,6 +49,10 @@ export const enableSignal = defineSignal<[EnableRequest]>('enable');
 export const disableSignal = defineSignal<[DisableRequest]>('disable');
 /** The instance's status. */
 export const statusQuery = defineQuery<InstanceStatus>('status');
+/** Raises or clears the instance's bounce-rate alert (sent by the bounce alert workflow). */
+export const deliverabilityAlertSignal = defineSignal<[DeliverabilityAlert]>('deliverabilityAlert');
+/** Appends a GDPR deletion to the instance's audit trail (sent by the GDPR deletion workflow). */
+export const gdprAuditSignal = defineSignal<[GdprAuditRecord]>('gdprAudit');
 
 /** A request waiting to run. */
 export type QueuedRequest = { kind: 'enable'; request: EnableRequest } | { kind: 'disable'; request: DisableRequest };
@@ -66,6 +72,8 @@ export interface ManagedSmtpInput {
 
 /** How many requests the status keeps. */
 const MAX_REQUEST_RECORDS = 20;
+/** How many GDPR audit records the status keeps. */
+const MAX_AUDIT_RECORDS = 50;
 /** Continue as new before the history gets long, even if the server has not suggested it yet. */
 const MAX_HISTORY_EVENTS = 5_000;
 
@@ -178,6 +186,10 @@ class Instance {
     if (s.lastTestEmail)
       lines.push(`last test email ${s.lastTestEmail.ok ? 'passed' : 'failed'} at ${s.lastTestEmail.at}`);
     if (s.error) lines.push(`error: ${s.error}`);
+    if (s.deliverabilityAlert) {
+      const a = s.deliverabilityAlert;
+      lines.push(`bounce alert: ${(a.bounceRate * 100).toFixed(1)}% of ${a.accepted} accepted since ${a.from}`);
+    }
     for (const w of s.warnings) lines.push(`warning: ${w}`);
     return lines.join('\n\n');
   }
@@ -230,10 +242,25 @@ class Instance {
     this.enableScope?.cancel();
   }
 
+  onAlert(alert: DeliverabilityAlert): void {
+    this.status.deliverabilityAlert = alert.active ? alert : null;
+    upsertSearchAttributes([{ key: BOUNCE_ALERT_KEY, value: alert.active }]);
+    setCurrentDetails(this.details());
+  }
+
+  onGdprAudit(record: GdprAuditRecord): void {
+    const audit = (this.status.gdprAudit ??= []);
+    if (audit.some((r) => r.requestId === record.requestId)) return; // a retried signal
+    audit.push(record);
+    if (audit.length > MAX_AUDIT_RECORDS) audit.shift();
+  }
+
   async run(): Promise<void> {
     setHandler(statusQuery, () => this.status);
     setHandler(enableSignal, (req) => this.onEnable(req));
     setHandler(disableSignal, (req) => this.onDisable(req));
+    setHandler(deliverabilityAlertSignal, (alert) => this.onAlert(alert));
+    setHandler(gdprAuditSignal, (record) => this.onGdprAudit(record));
     if (this.status.requests.length === 0 && this.queue.length === 0) setCurrentDetails(this.details());
 
     for (;;) {

@@ -6,7 +6,7 @@ import { randomUUID } from 'node:crypto';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { bundleWorkflowCode, DefaultLogger, Runtime, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { findTemporalCli } from '../../scripts/temporal-cli';
-import { INSTANCE_KEY, STATE_KEY, STEP_KEY } from '../../lib/search-attributes';
+import { ALL_SEARCH_ATTRIBUTE_KEYS } from '../../lib/search-attributes';
 import { WORKFLOWS_PATH } from '../../worker/worker';
 
 let runtimeInstalled = false;
@@ -31,7 +31,7 @@ export async function startTemporal(): Promise<TestWorkflowEnvironment> {
     server: {
       executable: { type: 'existing-path', path },
       ip: '127.0.0.1',
-      searchAttributes: [INSTANCE_KEY, STATE_KEY, STEP_KEY],
+      searchAttributes: ALL_SEARCH_ATTRIBUTE_KEYS,
       extraArgs: ['--log-level', 'error'],
     },
   });
