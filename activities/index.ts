@@ -30,7 +30,9 @@ import type { TestEmailRecord } from '../lib/types';
 import type { SecretStore } from '../vendors/secret-manager';
 import type { SourcegraphClient, SourcegraphClientOptions } from '../vendors/sourcegraph';
 import type { SparkPostClient, Subaccount } from '../vendors/sparkpost';
+import type { Client } from '@temporalio/client';
 import { SITE_CONFIG_UNUSABLE, TEST_EMAIL_FAILED, withFailureMapping } from './failures';
+import { createOperationActivities } from './operations';
 
 /** The SparkPost calls the activities make. */
 export type SparkPostApi = Pick<
@@ -71,6 +73,8 @@ export interface ActivityDeps {
   /** Builds a client for one instance; called with a token the activity just read from Secret Manager. */
   sourcegraph: (opts: SourcegraphClientOptions) => SourcegraphApi;
   settings: ProvisioningSettings;
+  /** Temporal client for activities that list the fleet (optional: only fleet-wide workflows need it). */
+  temporal?: Client;
 }
 
 /** Where an instance's Sourcegraph is and which secret holds its admin token. */
@@ -256,10 +260,12 @@ export function createActivities(deps: ActivityDeps) {
     async sendTestEmail(site: SiteRef): Promise<TestEmailRecord> {
       const sg = await sourcegraphFor(site);
       const result = await sg.sendTestEmail(settings.testRecipient);
+      // Sourcegraph echoes the recipient ("Sent test email to \"...\""); recipient addresses stay out of histories.
+      const message = result.message.split(settings.testRecipient).join('<test recipient>');
       if (!result.ok) {
-        throw ApplicationFailure.create({ message: result.message, type: TEST_EMAIL_FAILED });
+        throw ApplicationFailure.create({ message, type: TEST_EMAIL_FAILED });
       }
-      return { at: new Date().toISOString(), ok: true, message: result.message };
+      return { at: new Date().toISOString(), ok: true, message };
     },
 
     /** Puts back the email settings enable replaced; a no-op when they are already in place. */
@@ -341,7 +347,7 @@ export function createActivities(deps: ActivityDeps) {
       return { released };
     },
   };
-  return withFailureMapping(activities);
+  return withFailureMapping({ ...activities, ...createOperationActivities(deps) });
 }
 
 /** The activity functions, as the workflow proxies them. */

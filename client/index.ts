@@ -2,11 +2,18 @@
  * The typed client of managed SMTP: what `smtpctl` and other tooling use to enable, disable and inspect instances.
  */
 import { randomUUID } from 'node:crypto';
-import { Client, WorkflowNotFoundError } from '@temporalio/client';
+import { Client, WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
 import { workflowIdFor, instanceFromWorkflowId } from '../lib/instance';
 import { INSTANCE_KEY, STATE_KEY } from '../lib/search-attributes';
-import type { EnableSpec, InstanceState, InstanceStatus } from '../lib/types';
-import { disableSignal, enableSignal, managedSmtpWorkflow, statusQuery } from '../workflows';
+import type { CheckResult, EnableSpec, InstanceState, InstanceStatus } from '../lib/types';
+import {
+  checkUpdate,
+  disableSignal,
+  enableSignal,
+  managedSmtpWorkflow,
+  rotateKeyUpdate,
+  statusQuery,
+} from '../workflows';
 
 /** The default task queue (MANAGED_SMTP_TASK_QUEUE). */
 export const DEFAULT_TASK_QUEUE = 'managed-smtp';
@@ -18,6 +25,30 @@ export class NoWorkflowError extends Error {
     this.name = 'NoWorkflowError';
   }
 }
+
+/** The workflow refused a request (an update validator said no); the message says why. */
+export class RequestRejectedError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'RequestRejectedError';
+  }
+}
+
+/** An instance whose provisioning keeps retrying a step. */
+export interface StuckInfo {
+  /** The activity being retried. */
+  activity: string;
+  attempts: number;
+  lastFailure: string | null;
+  /** When the step started retrying (first attempt scheduled). */
+  since: string | null;
+}
+
+/** A status with, for `list --stuck`, what it is stuck on. */
+export type ListedStatus = InstanceStatus & { stuck?: StuckInfo };
+
+/** Attempts after which a retrying step counts as stuck. */
+export const STUCK_AFTER_ATTEMPTS = 3;
 
 /** Waiting for a request ran out of time. */
 export class WaitTimeoutError extends Error {
@@ -98,6 +129,55 @@ export class ManagedSmtpClient {
     }
   }
 
+  private async update<R>(instance: string, run: () => Promise<R>): Promise<R> {
+    try {
+      return await run();
+    } catch (err) {
+      if (err instanceof WorkflowNotFoundError) throw new NoWorkflowError(instance);
+      if (err instanceof WorkflowUpdateFailedError) {
+        throw new RequestRejectedError(err.cause instanceof Error ? err.cause.message : err.message);
+      }
+      throw err;
+    }
+  }
+
+  /** Runs the invariant check in the instance's workflow; `enforce` queues a repair for drift it can fix. */
+  async check(instance: string, enforce: boolean): Promise<CheckResult> {
+    const handle = this.temporal.workflow.getHandle(workflowIdFor(instance));
+    return this.update(instance, () =>
+      handle.executeUpdate(checkUpdate, { args: [{ requestId: randomUUID(), enforce }] }),
+    );
+  }
+
+  /** Queues a send-key rotation. */
+  async rotateKey(instance: string): Promise<RequestHandle> {
+    const workflowId = workflowIdFor(instance);
+    const handle = this.temporal.workflow.getHandle(workflowId);
+    const { requestId } = await this.update(instance, () =>
+      handle.executeUpdate(rotateKeyUpdate, { args: [{ requestId: randomUUID() }] }),
+    );
+    return { instance, requestId, workflowId };
+  }
+
+  /** What the instance's workflow is retrying, when it has retried a step STUCK_AFTER_ATTEMPTS times or more. */
+  async stuckInfo(instance: string): Promise<StuckInfo | null> {
+    const d = await this.temporal.workflow.getHandle(workflowIdFor(instance)).describe();
+    for (const a of d.raw.pendingActivities ?? []) {
+      const attempts = a.attempt ?? 0;
+      if (attempts < STUCK_AFTER_ATTEMPTS) continue;
+      const since = a.lastStartedTime?.seconds
+        ? new Date(Number(a.lastStartedTime.seconds) * 1000).toISOString()
+        : null;
+      return {
+        activity: a.activityType?.name ?? 'unknown',
+        attempts,
+        lastFailure: a.lastFailure?.message ?? null,
+        since,
+      };
+    }
+    return null;
+  }
+
   /** Waits until the workflow has finished the request, and returns the status it left. */
   async waitFor(handle: RequestHandle, opts: WaitOptions = {}): Promise<InstanceStatus> {
     const timeoutMs = opts.timeoutMs ?? 15 * 60_000;
@@ -131,8 +211,8 @@ export class ManagedSmtpClient {
     return status.requests.find((r) => r.id === requestId)?.outcome;
   }
 
-  /** Instances with running workflows, optionally in one state, with their statuses. */
-  async list(filter: { state?: InstanceState } = {}): Promise<InstanceStatus[]> {
+  /** Instances with running workflows, optionally in one state or only the stuck ones, with their statuses. */
+  async list(filter: { state?: InstanceState; stuck?: boolean } = {}): Promise<ListedStatus[]> {
     let query = `WorkflowType = 'managedSmtpWorkflow' AND ExecutionStatus = 'Running' AND ${INSTANCE_KEY.name} IS NOT NULL`;
     if (filter.state) query += ` AND ${STATE_KEY.name} = '${filter.state}'`;
     const instances: string[] = [];
@@ -148,6 +228,14 @@ export class ManagedSmtpClient {
       const batch = await Promise.allSettled(instances.slice(i, i + 20).map((n) => this.status(n)));
       for (const r of batch) if (r.status === 'fulfilled') out.push(r.value);
     }
-    return filter.state ? out.filter((s) => s.state === filter.state) : out;
+    const listed: ListedStatus[] = filter.state ? out.filter((s) => s.state === filter.state) : out;
+    if (!filter.stuck) return listed;
+    const stuck: ListedStatus[] = [];
+    for (const s of listed) {
+      if (s.step === null) continue; // idle instances are not retrying anything
+      const info = await this.stuckInfo(s.instance).catch(() => null);
+      if (info) stuck.push({ ...s, stuck: info });
+    }
+    return stuck;
   }
 }

@@ -6,9 +6,16 @@
 import { Command, CommanderError, Option } from 'commander';
 import type { Client } from '@temporalio/client';
 import { defaultAdminTokenSecret } from '../lib/instance';
-import type { EnableSpec, InstanceStatus } from '../lib/types';
+import type { CheckResult, EnableSpec, InstanceStatus } from '../lib/types';
 import { connectTemporal } from './connection';
-import { ManagedSmtpClient, NoWorkflowError, WaitTimeoutError, type RequestHandle } from './index';
+import {
+  ManagedSmtpClient,
+  NoWorkflowError,
+  RequestRejectedError,
+  WaitTimeoutError,
+  type ListedStatus,
+  type RequestHandle,
+} from './index';
 import { UsageError, validate } from './validation';
 
 /** An operation failed (exit 1) with a message for the operator. */
@@ -205,19 +212,79 @@ export function buildProgram(
     .command('list')
     .description('instances with their state')
     .option('--state <state>', 'only instances in this state')
-    .action(async (o: { state?: string }, cmd: Command) => {
+    .option('--stuck', 'only instances whose current step has been retried 3 times or more')
+    .action(async (o: { state?: string; stuck?: boolean }, cmd: Command) => {
       const opts = cmd.optsWithGlobals() as GlobalOpts;
       const state = o.state === undefined ? undefined : validate.state(o.state);
-      const statuses = await (await getClient()).list({ state });
-      const human =
-        statuses.length === 0
-          ? 'no instances\n'
-          : statuses
-              .map(
-                (s) => `${s.instance.padEnd(24)}${s.state.padEnd(18)}${s.step ?? ''}${s.error ? `  ${s.error}` : ''}`,
-              )
-              .join('\n') + '\n';
-      emit(opts, statuses, human);
+      const statuses = await (await getClient()).list({ state, stuck: o.stuck === true });
+      const line = (s: ListedStatus) => {
+        const stuck = s.stuck
+          ? `  stuck: ${s.stuck.activity} attempt ${s.stuck.attempts}${s.stuck.lastFailure ? `: ${s.stuck.lastFailure}` : ''}`
+          : '';
+        return `${s.instance.padEnd(24)}${s.state.padEnd(18)}${s.step ?? ''}${s.error ? `  ${s.error}` : ''}${stuck}`;
+      };
+      emit(opts, statuses, statuses.length === 0 ? 'no instances\n' : statuses.map(line).join('\n') + '\n');
+    });
+
+  program
+    .command('check')
+    .description('verify the invariant (subaccount, one send key, secret matches, site configuration)')
+    .argument('<instance>', 'instance slug')
+    .option('--enforce', 'repair what drifted, through the instance workflow, and wait for the repair')
+    .addOption(new Option('--timeout <seconds>', 'how long to wait for a repair').default('900'))
+    .action(async (instanceArg: string, o: { enforce?: boolean; timeout: string }, cmd: Command) => {
+      const opts = cmd.optsWithGlobals() as GlobalOpts;
+      const instance = validate.instance(instanceArg);
+      const timeout = validate.timeoutSeconds(o.timeout);
+      const c = await getClient();
+      const result: CheckResult = await c.check(instance, o.enforce === true);
+      const problems = result.findings.filter((f) => !f.ok);
+      let repaired: InstanceStatus | null = null;
+      if (result.repairRequestId) {
+        repaired = await c.waitFor(
+          { instance, requestId: result.repairRequestId, workflowId: '' },
+          { timeoutMs: timeout * 1000, onProgress: progress(opts) },
+        );
+      }
+      const tag = (f: { ok: boolean; repairable: boolean }) => (f.ok ? 'ok   ' : f.repairable ? 'DRIFT' : 'ALERT');
+      const lines = result.findings.map((f) => `${tag(f)} ${f.check.padEnd(20)}${f.message}`);
+      if (result.repairRequestId)
+        lines.push(`repair: ${repaired?.state}${repaired?.error ? ` (${repaired.error})` : ''}`);
+      else if (problems.length && !o.enforce) lines.push('run with --enforce to repair');
+      emit(opts, { ...result, repaired }, lines.join('\n') + '\n');
+      const repairedOk =
+        repaired !== null &&
+        (repaired.state === 'active' || repaired.state === 'disabled') &&
+        problems.every((p) => p.repairable);
+      if (problems.length > 0 && !repairedOk) {
+        const verb = result.repairRequestId ? 'not repaired' : 'need attention';
+        throw new OperationFailed(`${instance}: ${problems.length} finding(s) ${verb}`);
+      }
+    });
+
+  program
+    .command('rotate-key')
+    .description('mint a new send key, store it, patch the site configuration, test, then revoke the old key')
+    .argument('<instance>', 'instance slug')
+    .option('--wait', 'wait until the rotation finished')
+    .addOption(new Option('--timeout <seconds>', 'how long --wait waits').default('900'))
+    .action(async (instanceArg: string, o: { wait?: boolean; timeout: string }, cmd: Command) => {
+      const opts = cmd.optsWithGlobals() as GlobalOpts;
+      const instance = validate.instance(instanceArg);
+      const timeout = validate.timeoutSeconds(o.timeout);
+      const c = await getClient();
+      const handle = await c.rotateKey(instance);
+      if (!o.wait) {
+        const json = { instance, requestId: handle.requestId, requested: 'rotate-key' };
+        emit(opts, json, `key rotation requested for ${instance}\n`);
+        return;
+      }
+      const status = await c.waitFor(handle, { timeoutMs: timeout * 1000, onProgress: progress(opts) });
+      const rotation = status.lastRotation;
+      if (!rotation || rotation.requestId !== handle.requestId || !rotation.ok) {
+        throw new OperationFailed(rotation?.message ?? `${instance}: the rotation did not run`, status);
+      }
+      emit(opts, status, `${rotation.message}\n` + formatStatus(status));
     });
 
   const ctx: CliContext = { io, getClient, emit, progress, waitAndReport, formatStatus };
@@ -227,11 +294,20 @@ export function buildProgram(
 
 /** Runs the CLI and returns the exit code (never calls process.exit). */
 export async function runCli(argv: string[], io: Io = processIo, connect?: () => Promise<Client>): Promise<number> {
-  const { program, close } = buildProgram(io, connect);
+  // --json promises exactly one document on stdout: an error document only when the command printed none.
+  let printed = false;
+  const tracked: Io = {
+    out: (t) => {
+      printed = true;
+      io.out(t);
+    },
+    err: io.err,
+  };
+  const { program, close } = buildProgram(tracked, connect);
   const json = argv.includes('--json');
   const fail = (code: number, message: string, result?: unknown) => {
     io.err(`smtpctl: ${message}\n`);
-    if (json) io.out(JSON.stringify({ error: message, ...(result ? { status: result } : {}) }) + '\n');
+    if (json && !printed) io.out(JSON.stringify({ error: message, ...(result ? { status: result } : {}) }) + '\n');
     return code;
   };
   try {
@@ -241,11 +317,12 @@ export async function runCli(argv: string[], io: Io = processIo, connect?: () =>
     if (err instanceof CommanderError) {
       // Help and version are not errors; commander already printed its one-line usage error.
       if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.exitCode === 0) return 0;
-      if (json) io.out(JSON.stringify({ error: err.message.replace(/^error: /, '') }) + '\n');
+      if (json && !printed) io.out(JSON.stringify({ error: err.message.replace(/^error: /, '') }) + '\n');
       return 2;
     }
     if (err instanceof UsageError) return fail(2, err.message);
     if (err instanceof NoWorkflowError) return fail(1, err.message);
+    if (err instanceof RequestRejectedError) return fail(1, err.message);
     if (err instanceof OperationFailed) return fail(1, err.message, err.result);
     if (err instanceof WaitTimeoutError) return fail(1, err.message, err.lastStatus ?? undefined);
     const message = err instanceof Error ? err.message.split('\n')[0] : String(err);

@@ -26,7 +26,10 @@ export type Step =
   | 'restore-site-config'
   | 'revoke-send-key'
   | 'delete-secret'
-  | 'release-subaccount';
+  | 'release-subaccount'
+  | 'mint-new-key'
+  | 'retire-old-key'
+  | 'restore-old-key';
 
 /** What an operator asked enable to provision. Holds no secret: only where secrets live. */
 export interface EnableSpec {
@@ -65,12 +68,40 @@ export interface TestEmailRecord {
 /** One request the workflow received, newest last. */
 export interface RequestRecord {
   id: string;
-  kind: 'enable' | 'disable';
+  kind: 'enable' | 'disable' | 'rotate';
   receivedAt: string;
   /** Unset while queued or running. */
   finishedAt?: string;
   /** The state the request left the instance in, or why it was rejected. */
   outcome?: string;
+}
+
+/** One result of the invariant check. */
+export interface Finding {
+  /** What was checked: subaccount, compliance, send-key, key-grants, secret, secret-matches-key, site-config. */
+  check: string;
+  ok: boolean;
+  message: string;
+  /** Whether re-running provisioning (or disable) repairs it; false for what only a human or SparkPost can fix. */
+  repairable: boolean;
+}
+
+/** The result of the `check` update. */
+export interface CheckResult {
+  instance: string;
+  state: InstanceState;
+  at: string;
+  findings: Finding[];
+  /** Set when --enforce queued a repair: wait for this request. */
+  repairRequestId: string | null;
+}
+
+/** The outcome of the last key rotation. */
+export interface RotationRecord {
+  requestId: string;
+  at: string;
+  ok: boolean;
+  message: string;
 }
 
 /** A bounce-rate alert raised (or cleared) by the bounce alert workflow. */
@@ -121,6 +152,10 @@ export interface InstanceStatus {
   updatedAt: string;
   /** The last requests, oldest first (bounded). */
   requests: RequestRecord[];
+  /** The last invariant check (findings that were not ok). */
+  lastCheck?: { at: string; problems: Finding[]; repairRequestId: string | null } | null;
+  /** The last key rotation. */
+  lastRotation?: RotationRecord | null;
   /** The bounce-rate alert in force, if any. */
   deliverabilityAlert?: DeliverabilityAlert | null;
   /** GDPR deletions filed for this instance, oldest first (bounded). */

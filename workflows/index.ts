@@ -19,6 +19,7 @@ import {
   continueAsNew,
   defineQuery,
   defineSignal,
+  defineUpdate,
   isCancellation,
   proxyActivities,
   setCurrentDetails,
@@ -31,6 +32,7 @@ import { instanceNameProblem } from '../lib/instance';
 import { BOUNCE_ALERT_KEY, INSTANCE_KEY, STATE_KEY, STEP_KEY } from '../lib/search-attributes';
 import { hasRedactedSecret, type EmailSettings } from '../lib/site-config';
 import type {
+  CheckResult,
   DeliverabilityAlert,
   DisableRequest,
   GdprAuditRecord,
@@ -49,13 +51,20 @@ export const enableSignal = defineSignal<[EnableRequest]>('enable');
 export const disableSignal = defineSignal<[DisableRequest]>('disable');
 /** The instance's status. */
 export const statusQuery = defineQuery<InstanceStatus>('status');
+/** Runs the invariant check; with `enforce`, queues a repair when something repairable drifted. */
+export const checkUpdate = defineUpdate<CheckResult, [{ requestId: string; enforce: boolean }]>('check');
+/** Queues a send-key rotation; returns at once with the request id (wait on the status). */
+export const rotateKeyUpdate = defineUpdate<{ requestId: string }, [{ requestId: string }]>('rotateKey');
 /** Raises or clears the instance's bounce-rate alert (sent by the bounce alert workflow). */
 export const deliverabilityAlertSignal = defineSignal<[DeliverabilityAlert]>('deliverabilityAlert');
 /** Appends a GDPR deletion to the instance's audit trail (sent by the GDPR deletion workflow). */
 export const gdprAuditSignal = defineSignal<[GdprAuditRecord]>('gdprAudit');
 
 /** A request waiting to run. */
-export type QueuedRequest = { kind: 'enable'; request: EnableRequest } | { kind: 'disable'; request: DisableRequest };
+export type QueuedRequest =
+  | { kind: 'enable'; request: EnableRequest }
+  | { kind: 'disable'; request: DisableRequest }
+  | { kind: 'rotate'; request: { requestId: string } };
 
 /** State carried across continue-as-new. */
 export interface CarriedState {
@@ -89,6 +98,9 @@ const STEP_TEXT: Record<Step, string> = {
   'revoke-send-key': 'revoking the SparkPost send key',
   'delete-secret': 'destroying and deleting the send-key secret',
   'release-subaccount': 'suspending the SparkPost subaccount',
+  'mint-new-key': 'minting a new send key and storing it as a new secret version',
+  'retire-old-key': 'revoking the old send key and destroying its secret version',
+  'restore-old-key': 'rotation failed: putting the old key back in place',
 };
 const ENABLE_STEPS: Step[] = [
   'inspect-site-config',
@@ -255,8 +267,57 @@ class Instance {
     if (audit.length > MAX_AUDIT_RECORDS) audit.shift();
   }
 
+  /** Runs the check activity; a repair goes through the queue like any other request. */
+  async onCheck(req: { requestId: string; enforce: boolean }): Promise<CheckResult> {
+    const s = this.status;
+    const findings = await provisioning.checkInstance({
+      instance: s.instance,
+      state: s.state,
+      spec: s.spec!,
+      subaccountId: s.subaccountId,
+      keyId: s.keyId,
+    });
+    const problems = findings.filter((f) => !f.ok);
+    let repairRequestId: string | null = null;
+    if (req.enforce && problems.some((f) => f.repairable) && this.queue.length === 0) {
+      repairRequestId = req.requestId;
+      if (s.state === 'disabled') this.onDisable({ requestId: req.requestId, reason: 'check --enforce repair' });
+      else this.onEnable({ requestId: req.requestId, spec: { ...s.spec!, force: false } });
+    }
+    s.lastCheck = { at: new Date().toISOString(), problems, repairRequestId };
+    return { instance: s.instance, state: s.state, at: s.lastCheck.at, findings, repairRequestId };
+  }
+
   async run(): Promise<void> {
     setHandler(statusQuery, () => this.status);
+    setHandler(checkUpdate, (req) => this.onCheck(req), {
+      validator: (_req) => {
+        const s = this.status;
+        if (!s.spec) throw new Error(`${s.instance} was never enabled: nothing to check`);
+        if (s.state !== 'active' && s.state !== 'disabled') {
+          throw new Error(`${s.instance} is ${s.state}: check an instance that is active or disabled`);
+        }
+      },
+    });
+    setHandler(
+      rotateKeyUpdate,
+      (req) => {
+        this.record('rotate', req.requestId);
+        this.queue.push({ kind: 'rotate', request: req });
+        return { requestId: req.requestId };
+      },
+      {
+        validator: (_req) => {
+          const s = this.status;
+          if (s.state !== 'active' || s.step !== null) {
+            throw new Error(
+              `${s.instance} is ${s.state}${s.step ? ` (${s.step})` : ''}: only an idle active instance's key can be rotated`,
+            );
+          }
+          if (this.queue.length > 0) throw new Error(`${s.instance} has requests queued; rotate once they are done`);
+        },
+      },
+    );
     setHandler(enableSignal, (req) => this.onEnable(req));
     setHandler(disableSignal, (req) => this.onDisable(req));
     setHandler(deliverabilityAlertSignal, (alert) => this.onAlert(alert));
@@ -268,6 +329,7 @@ class Instance {
       const next = this.queue.shift();
       if (next?.kind === 'enable') await this.enable(next.request);
       else if (next?.kind === 'disable') await this.disable(next.request);
+      else if (next?.kind === 'rotate') await this.rotate(next.request.requestId);
       if (next) this.finish(next.request.requestId);
       if (this.queue.length === 0 && this.shouldContinueAsNew()) {
         await condition(allHandlersFinished);
@@ -427,6 +489,93 @@ class Instance {
     this.status.secretVersion = null;
     this.status.sender = null;
     this.status.previousSettings = null;
+  }
+
+  /**
+   * New key, new secret version, config patched, test email passes; only then the old key is revoked and its
+   * version destroyed. A failure before that puts the old key back, so the instance keeps working.
+   */
+  private async rotate(requestId: string): Promise<void> {
+    const s = this.status;
+    if (s.state !== 'active' || !s.spec || s.subaccountId === null || !s.keyId || !s.secretVersion) {
+      s.lastRotation = {
+        requestId,
+        at: new Date().toISOString(),
+        ok: false,
+        message: `not rotated: ${s.instance} is ${s.state}`,
+      };
+      return;
+    }
+    const spec = s.spec;
+    const site = this.site();
+    const subaccountId = s.subaccountId;
+    const old = { keyId: s.keyId, secretVersion: s.secretVersion };
+    const base = { instance: s.instance, gcpProject: spec.gcpProject, subaccountId };
+    s.error = null;
+    let fresh: { keyId: string; secretVersion: string } | null = null;
+    try {
+      this.setState('active', 'mint-new-key');
+      fresh = await provisioning.mintSendKey(base);
+      this.setState('active', 'patch-site-config');
+      await provisioning.applyKeyToSiteConfig({
+        ...site,
+        instance: s.instance,
+        secretVersion: fresh.secretVersion,
+        senderName: spec.senderName,
+      });
+      this.setState('active', 'send-test-email');
+      try {
+        s.lastTestEmail = await testing.sendTestEmail(site);
+      } catch (err) {
+        s.lastTestEmail = { at: new Date().toISOString(), ok: false, message: describeFailure(err) };
+        throw err;
+      }
+    } catch (err) {
+      const failedStep = s.step;
+      const why = describeFailure(err);
+      const problems = await CancellationScope.nonCancellable(() =>
+        this.undo(
+          [
+            {
+              step: 'restore-old-key',
+              run: async () => {
+                const restored = await compensating.rollbackKeyRotation({
+                  ...site,
+                  ...base,
+                  old,
+                  senderName: spec.senderName,
+                });
+                s.keyId = restored.keyId;
+                s.secretVersion = restored.secretVersion;
+              },
+            },
+          ],
+          'active',
+        ),
+      );
+      const message =
+        `key rotation failed at ${failedStep}: ${why}; ` +
+        (problems.length
+          ? `and could not put the old key back: ${problems.join('; ')}`
+          : 'the old key is still in use');
+      s.lastRotation = { requestId, at: new Date().toISOString(), ok: false, message };
+      s.error = message;
+      this.setState(problems.length ? 'failed' : 'active', null);
+      return;
+    }
+    s.keyId = fresh.keyId;
+    s.secretVersion = fresh.secretVersion;
+    this.setState('active', 'retire-old-key');
+    try {
+      await provisioning.retireSendKeys({ ...base, keepKeyId: fresh.keyId, keepVersion: fresh.secretVersion });
+      s.lastRotation = { requestId, at: new Date().toISOString(), ok: true, message: `rotated to key ${fresh.keyId}` };
+    } catch (err) {
+      // The new key works; a leftover old key is drift that `check --enforce` repairs.
+      const message = `rotated to key ${fresh.keyId}, but the old key could not be retired: ${describeFailure(err)}`;
+      s.lastRotation = { requestId, at: new Date().toISOString(), ok: true, message };
+      s.warnings.push(message);
+    }
+    this.setState('active', null);
   }
 
   private async disable(request: DisableRequest): Promise<void> {

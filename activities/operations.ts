@@ -1,0 +1,271 @@
+/**
+ * Day-two activities: the invariant check, key rotation (mint, retire, roll back) and fleet listing. Like the
+ * provisioning activities they are idempotent, read secrets from Secret Manager themselves and never return one.
+ */
+import { ApplicationFailure } from '@temporalio/common';
+import { isVendorError } from '../lib/errors';
+import { SEND_KEY_GRANTS, SEND_KEY_LABEL, SMTP_USERNAME, senderAddress, sendKeySecretName } from '../lib/instance';
+import { applyManagedSettings, ownershipOf, readEmailSettings, REDACTED } from '../lib/site-config';
+import type { EnableSpec, Finding, InstanceState, InstanceStatus } from '../lib/types';
+import { ManagedSmtpClient } from '../client';
+import type { ActivityDeps, SiteRef } from './index';
+import { SITE_CONFIG_UNUSABLE } from './failures';
+
+/** What the check needs to know about the instance (from its workflow state). */
+export interface CheckInput {
+  instance: string;
+  state: InstanceState;
+  spec: EnableSpec;
+  subaccountId: number | null;
+  keyId: string | null;
+}
+
+/** The send key in force after a rotation step. */
+export interface KeyRef {
+  keyId: string;
+  secretVersion: string;
+}
+
+function sameGrants(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && [...a].sort().join(',') === [...b].sort().join(',');
+}
+
+/** Day-two activities; `deps.temporal` is needed only by listManagedInstances. */
+export function createOperationActivities(deps: ActivityDeps) {
+  const { sparkpost, secrets, settings } = deps;
+
+  async function sourcegraphFor(site: SiteRef) {
+    const { data: token } = await secrets.access(site.adminTokenSecret);
+    return deps.sourcegraph({ url: site.sourcegraphUrl, token: token.trim() });
+  }
+
+  async function writeManagedConfig(
+    site: SiteRef,
+    input: { instance: string; senderName?: string; key: string },
+  ): Promise<void> {
+    const sg = await sourcegraphFor(site);
+    const smtp = {
+      host: settings.relayHost,
+      port: settings.relayPort,
+      username: SMTP_USERNAME,
+      password: input.key,
+      authentication: 'PLAIN' as const,
+    };
+    await sg.editSiteConfig((contents) => {
+      try {
+        return applyManagedSettings(contents, {
+          address: senderAddress(input.instance, settings.senderDomain),
+          smtp,
+          senderName: input.senderName,
+        });
+      } catch (err) {
+        throw ApplicationFailure.nonRetryable(
+          `cannot edit the site configuration: ${err instanceof Error ? err.message : String(err)}`,
+          SITE_CONFIG_UNUSABLE,
+        );
+      }
+    });
+  }
+
+  async function revokeAllBut(subaccountId: number, keepKeyId: string): Promise<number> {
+    let revoked = 0;
+    for (const k of await sparkpost.listApiKeys(subaccountId)) {
+      if (k.label !== SEND_KEY_LABEL || k.id === keepKeyId) continue;
+      try {
+        await sparkpost.deleteApiKey(subaccountId, k.id);
+        revoked++;
+      } catch (err) {
+        if (!isVendorError(err, 'not-found')) throw err;
+      }
+    }
+    return revoked;
+  }
+
+  async function destroyAllBut(secretName: string, keepVersion: string): Promise<number> {
+    let destroyed = 0;
+    for (const v of await secrets.listVersions(secretName, { enabledOnly: true })) {
+      if (v.name === keepVersion) continue;
+      await secrets.destroyVersion(v.name);
+      destroyed++;
+    }
+    return destroyed;
+  }
+
+  return {
+    /**
+     * Verifies the invariant of an active instance (subaccount active and compliant, exactly one send key with only
+     * smtp/inject, the secret's latest version is that key, the site configuration's managed settings in place) or
+     * of a disabled one (no send key, no secret, subaccount suspended). Changes nothing.
+     */
+    async checkInstance(input: CheckInput): Promise<Finding[]> {
+      const findings: Finding[] = [];
+      const add = (check: string, ok: boolean, message: string, repairable = !ok) =>
+        findings.push({ check, ok, message, repairable: ok ? false : repairable });
+      const secretName = sendKeySecretName(input.spec.gcpProject);
+
+      if (input.state === 'disabled') {
+        if (input.subaccountId !== null) {
+          try {
+            const sub = await sparkpost.getSubaccount(input.subaccountId);
+            add('subaccount', sub.status !== 'active', `subaccount ${sub.id} is ${sub.status}`);
+            const keys = (await sparkpost.listApiKeys(sub.id)).filter((k) => k.label === SEND_KEY_LABEL);
+            add('send-key', keys.length === 0, keys.length ? `${keys.length} send key(s) still live` : 'no send key');
+          } catch (err) {
+            if (!isVendorError(err, 'not-found')) throw err;
+            add('subaccount', true, `subaccount ${input.subaccountId} no longer exists`);
+          }
+        }
+        const versions = await secrets.listVersions(secretName, { enabledOnly: true });
+        add(
+          'secret',
+          versions.length === 0,
+          versions.length ? `${secretName} still has enabled versions` : 'no secret',
+        );
+        return findings;
+      }
+
+      // Subaccount
+      let subaccountId = input.subaccountId;
+      if (subaccountId === null) {
+        add('subaccount', false, 'no subaccount recorded');
+      } else {
+        try {
+          const sub = await sparkpost.getSubaccount(subaccountId);
+          add('subaccount', sub.status === 'active', `subaccount ${sub.id} is ${sub.status}`);
+          add(
+            'compliance',
+            sub.complianceStatus === 'active',
+            `SparkPost compliance status is ${sub.complianceStatus}`,
+            false, // set by SparkPost itself: a human must talk to SparkPost
+          );
+        } catch (err) {
+          if (!isVendorError(err, 'not-found')) throw err;
+          add('subaccount', false, `subaccount ${subaccountId} does not exist`);
+          subaccountId = null;
+        }
+      }
+
+      // Send key and secret
+      const latest = await secrets.accessIfExists(`${secretName}/versions/latest`);
+      add(
+        'secret',
+        latest !== null,
+        latest ? `${latest.name} is the latest version` : `${secretName} has no usable latest version`,
+      );
+      if (subaccountId !== null) {
+        const keys = (await sparkpost.listApiKeys(subaccountId)).filter((k) => k.label === SEND_KEY_LABEL);
+        add('send-key', keys.length === 1, `${keys.length} live send key(s) on subaccount ${subaccountId}`);
+        for (const k of keys) {
+          if (!sameGrants(k.grants, SEND_KEY_GRANTS)) {
+            add('key-grants', false, `send key ${k.id} grants ${JSON.stringify(k.grants)}, expected ["smtp/inject"]`);
+          }
+        }
+        if (latest && keys.length > 0) {
+          const match = keys.filter((k) => latest.data.startsWith(k.shortKey));
+          add(
+            'secret-matches-key',
+            match.length === 1,
+            match.length === 1
+              ? `the secret holds live key ${match[0].id}`
+              : 'the secret does not hold a live send key (compared by SparkPost short key)',
+          );
+        }
+      }
+
+      // Site configuration (the password reads back as REDACTED, so only its presence can be checked)
+      const sg = await sourcegraphFor(input.spec);
+      const { contents } = await sg.getSiteConfig();
+      let current;
+      try {
+        current = readEmailSettings(contents);
+      } catch (err) {
+        add('site-config', false, err instanceof Error ? err.message : String(err), false);
+        return findings;
+      }
+      const expected = senderAddress(input.instance, settings.senderDomain);
+      if (ownershipOf(current, settings) === 'customer') {
+        add(
+          'site-config',
+          false,
+          `the instance now has its own SMTP settings (host ${String(current.smtp?.host)})`,
+          false,
+        );
+        return findings;
+      }
+      const smtp = current.smtp ?? {};
+      const problems: string[] = [];
+      if (current.address !== expected) problems.push(`email.address is ${JSON.stringify(current.address)}`);
+      if (!current.smtp) problems.push('email.smtp is missing');
+      else {
+        if (smtp.host !== settings.relayHost) problems.push(`host is ${JSON.stringify(smtp.host)}`);
+        if (smtp.port !== settings.relayPort) problems.push(`port is ${JSON.stringify(smtp.port)}`);
+        if (smtp.username !== SMTP_USERNAME && smtp.username !== REDACTED)
+          problems.push('username is not SMTP_Injection');
+        if (smtp.authentication !== 'PLAIN') problems.push(`authentication is ${JSON.stringify(smtp.authentication)}`);
+        if (!smtp.password) problems.push('password is missing');
+      }
+      if (input.spec.senderName !== undefined && current.senderName !== input.spec.senderName) {
+        problems.push('email.senderName differs');
+      }
+      add(
+        'site-config',
+        problems.length === 0,
+        problems.length ? problems.join('; ') : 'managed email settings in place',
+      );
+      return findings;
+    },
+
+    /** Mints a new send key and stores it as a new secret version; older keys and versions stay until retired. */
+    async mintSendKey(input: { instance: string; gcpProject: string; subaccountId: number }): Promise<KeyRef> {
+      const created = await sparkpost.createApiKey(input.subaccountId, SEND_KEY_LABEL, [...SEND_KEY_GRANTS]);
+      const secretVersion = await secrets.addVersion(sendKeySecretName(input.gcpProject), created.key);
+      return { keyId: created.id, secretVersion };
+    },
+
+    /** Writes the site configuration with the key held by `secretVersion`. */
+    async applyKeyToSiteConfig(
+      input: SiteRef & { instance: string; secretVersion: string; senderName?: string },
+    ): Promise<void> {
+      const { data: key } = await secrets.access(input.secretVersion);
+      await writeManagedConfig(input, { instance: input.instance, senderName: input.senderName, key });
+    },
+
+    /** Revokes every send key but `keep` and destroys every enabled secret version but `keepVersion`. */
+    async retireSendKeys(input: {
+      gcpProject: string;
+      subaccountId: number;
+      keepKeyId: string;
+      keepVersion: string;
+    }): Promise<{ revoked: number; destroyed: number }> {
+      const revoked = await revokeAllBut(input.subaccountId, input.keepKeyId);
+      const destroyed = await destroyAllBut(sendKeySecretName(input.gcpProject), input.keepVersion);
+      return { revoked, destroyed };
+    },
+
+    /**
+     * Undoes a rotation that failed midway: the site configuration goes back to the old key, the old key becomes the
+     * secret's latest version again (Secret Manager's `latest` is the newest *created* version), and every newer key
+     * and version is revoked or destroyed. Returns the version that now holds the old key.
+     */
+    async rollbackKeyRotation(
+      input: SiteRef & { instance: string; gcpProject: string; subaccountId: number; old: KeyRef; senderName?: string },
+    ): Promise<KeyRef> {
+      const secretName = sendKeySecretName(input.gcpProject);
+      const { data: oldKey } = await secrets.access(input.old.secretVersion);
+      await writeManagedConfig(input, { instance: input.instance, senderName: input.senderName, key: oldKey });
+      const latest = await secrets.accessIfExists(`${secretName}/versions/latest`);
+      const holder = latest && latest.data === oldKey ? latest.name : await secrets.addVersion(secretName, oldKey);
+      await destroyAllBut(secretName, holder);
+      await revokeAllBut(input.subaccountId, input.old.keyId);
+      return { keyId: input.old.keyId, secretVersion: holder };
+    },
+
+    /** Statuses of every instance with a running workflow (bounded), for fleet-wide checks. */
+    async listManagedInstances(input: { limit: number }): Promise<InstanceStatus[]> {
+      if (!deps.temporal)
+        throw ApplicationFailure.nonRetryable('no Temporal client in the activity deps', 'ConfigError');
+      const client = new ManagedSmtpClient(deps.temporal);
+      return (await client.list()).slice(0, input.limit);
+    },
+  };
+}

@@ -1,0 +1,269 @@
+/**
+ * Day two: `check` finds each kind of drift and `--enforce` repairs it; key rotation succeeds, and when interrupted
+ * at each step leaves the old key working; `list --stuck` shows an instance that keeps retrying.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { VendorError } from '../lib/errors';
+import { sendKeySecretName } from '../lib/instance';
+import { readEmailSettings } from '../lib/site-config';
+import type { EnableSpec } from '../lib/types';
+import type { EmulatedInstance } from '../emulators/stack';
+import { runCli, type Io } from '../client/smtpctl';
+import { FaultSwitch, failing } from './helpers/faulty';
+import { World, type Lane } from './helpers/world';
+
+function specFor(i: EmulatedInstance): EnableSpec {
+  return {
+    sourcegraphUrl: i.sourcegraphUrl,
+    gcpProject: i.gcpProject,
+    adminTokenSecret: i.adminTokenSecret,
+    force: false,
+  };
+}
+
+describe('check, enforce, rotate, stuck', { timeout: 300_000 }, () => {
+  let world: World;
+  let lane: Lane;
+
+  before(async () => {
+    world = await World.start();
+    lane = await world.lane();
+  });
+  after(async () => {
+    await world?.close();
+  });
+
+  async function activeInstance(name: string, l: Lane = lane): Promise<EmulatedInstance> {
+    const i = world.stack.addInstance(name);
+    const s = await l.client.waitFor(await l.client.enable(name, specFor(i)), { timeoutMs: 60_000, pollMs: 100 });
+    assert.equal(s.state, 'active', s.error ?? '');
+    return i;
+  }
+
+  /** The live send key of an instance, its secret's latest enabled data, and the password the site config holds. */
+  function keyState(i: EmulatedInstance, subaccountId: number) {
+    const keys = world.keysOf(subaccountId);
+    const versions = world.stack.secretManager.getSecret(sendKeySecretName(i.gcpProject))?.versions ?? [];
+    const enabled = versions.filter((v) => v.state === 'ENABLED');
+    const config = readEmailSettings(world.stack.sourcegraph.site(i.name).config);
+    return { keys, enabled, latest: versions[versions.length - 1], password: config.smtp?.password };
+  }
+
+  function assertHealthy(i: EmulatedInstance, subaccountId: number) {
+    const k = keyState(i, subaccountId);
+    assert.equal(k.keys.length, 1, 'one live key');
+    assert.equal(k.enabled.length, 1, 'one enabled version');
+    assert.equal(k.latest.state, 'ENABLED', 'latest is enabled');
+    assert.equal(k.latest.data, k.keys[0].key, 'latest holds the live key');
+    assert.equal(k.password, k.keys[0].key, 'the site config uses the live key');
+    return k.keys[0];
+  }
+
+  async function cli(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
+    let out = '';
+    let err = '';
+    const io: Io = { out: (t) => void (out += t), err: (t) => void (err += t) };
+    const code = await runCli(argv, io, async () => world.env.client);
+    return { code, out, err };
+  }
+
+  const drifts: Array<{ name: string; check: string; drift: (w: World, i: EmulatedInstance, id: number) => void }> = [
+    {
+      name: 'suspended subaccount',
+      check: 'subaccount',
+      drift: (w, _i, id) => w.stack.sparkpost.setSubaccountStatus(id, 'suspended'),
+    },
+    {
+      name: 'deleted send key',
+      check: 'send-key',
+      drift: (w, _i, id) => {
+        const idx = w.stack.sparkpost.state.apiKeys.findIndex((k) => k.subaccount_id === id);
+        w.stack.sparkpost.state.apiKeys.splice(idx, 1);
+      },
+    },
+    {
+      name: 'extra send key with more grants',
+      check: 'key-grants',
+      drift: (w, _i, id) => {
+        const k = w.stack.sparkpost.state.apiKeys.find((x) => x.subaccount_id === id)!;
+        w.stack.sparkpost.state.apiKeys.push({
+          ...k,
+          id: `${k.id}x`,
+          key: `${k.key}x`,
+          grants: ['smtp/inject', 'webhooks/modify'],
+        });
+      },
+    },
+    {
+      name: 'site config edited by hand',
+      check: 'site-config',
+      drift: (w, i) =>
+        w.stack.sourcegraph.humanEdit(i.name, (t) =>
+          t.replace(/"noreply\+[^"]+"/, '"someone@cloud.sourcegraph.com"').replace('{', '{\n  // a human was here\n'),
+        ),
+    },
+    {
+      name: 'secret overwritten with something else',
+      check: 'secret-matches-key',
+      drift: (w, i) => void w.stack.secretManager.seed(sendKeySecretName(i.gcpProject), 'not-a-key'),
+    },
+  ];
+
+  for (const d of drifts) {
+    test(`check finds a ${d.name} and --enforce repairs it`, async () => {
+      const name = `drift-${d.check}`;
+      const i = await activeInstance(name);
+      const id = (await lane.client.status(name)).subaccountId!;
+      assertHealthy(i, id);
+      const clean = await cli('--json', 'check', name);
+      assert.equal(clean.code, 0, clean.err);
+      assert.ok(JSON.parse(clean.out).findings.every((f: { ok: boolean }) => f.ok));
+
+      d.drift(world, i, id);
+      const found = await cli('--json', 'check', name);
+      assert.equal(found.code, 1, 'drift found → exit 1');
+      const findings = JSON.parse(found.out).findings as Array<{ check: string; ok: boolean; repairable: boolean }>;
+      assert.ok(
+        findings.some((f) => f.check === d.check && !f.ok && f.repairable),
+        JSON.stringify(findings),
+      );
+
+      const fixed = await cli('check', name, '--enforce');
+      assert.equal(fixed.code, 0, fixed.out + fixed.err);
+      assert.match(fixed.out, /repair: active/);
+      assertHealthy(i, id);
+      assert.equal(world.stack.sparkpost.state.subaccounts.find((s) => s.id === id)?.status, 'active');
+      const after = await cli('--json', 'check', name);
+      assert.equal(after.code, 0, after.out);
+      if (d.check === 'site-config') assert.match(world.stack.sourcegraph.site(name).config, /a human was here/);
+    });
+  }
+
+  test('compliance suspended by SparkPost is reported, not "repaired"', async () => {
+    const i = await activeInstance('compliance');
+    const id = (await lane.client.status(i.name)).subaccountId!;
+    world.stack.sparkpost.setSubaccountStatus(id, 'active', 'suspended');
+    const r = await cli('check', i.name, '--enforce');
+    assert.equal(r.code, 1);
+    assert.match(r.out, /ALERT compliance\s+SparkPost compliance status is suspended/);
+    world.stack.sparkpost.setSubaccountStatus(id, 'active', 'active');
+  });
+
+  test('a disabled instance is checked for leftovers', async () => {
+    const i = await activeInstance('gone');
+    await lane.client.waitFor(await lane.client.disable(i.name), { timeoutMs: 60_000 });
+    const r = await cli('--json', 'check', i.name);
+    assert.equal(r.code, 0, r.out);
+  });
+
+  test('rotate-key: new key in use, old key revoked, old version destroyed', async () => {
+    const i = await activeInstance('rotate');
+    const id = (await lane.client.status(i.name)).subaccountId!;
+    const old = assertHealthy(i, id);
+    const r = await cli('rotate-key', i.name, '--wait');
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.out, /rotated to key/);
+    const now = assertHealthy(i, id);
+    assert.notEqual(now.id, old.id);
+    const last = world.stack.relay.messages.filter((m) => m.subaccountId === id).pop();
+    assert.equal(last?.keyId, now.id, 'the test email went out with the new key');
+    const status = await lane.client.status(i.name);
+    assert.equal(status.keyId, now.id);
+    assert.equal(status.lastRotation?.ok, true);
+  });
+
+  const interruptions: Array<{ step: string; wrap: (w: World, f: FaultSwitch) => ReturnType<World['deps']> }> = [
+    {
+      step: 'mint-new-key',
+      wrap: (w, f) => {
+        const d = w.deps();
+        const forbid = () => new VendorError({ vendor: 'sparkpost', kind: 'forbidden', message: 'injected: mint' });
+        return { ...d, sparkpost: failing(d.sparkpost, 'createApiKey', forbid, f) };
+      },
+    },
+    {
+      step: 'patch-site-config',
+      wrap: (w, f) => {
+        const d = w.deps();
+        const forbid = () => new VendorError({ vendor: 'sourcegraph', kind: 'forbidden', message: 'injected: edit' });
+        return { ...d, sourcegraph: (o) => failing(d.sourcegraph(o), 'editSiteConfig', forbid, f) };
+      },
+    },
+    {
+      step: 'send-test-email',
+      wrap: (w, f) => {
+        const d = w.deps();
+        const forbid = () => new VendorError({ vendor: 'sourcegraph', kind: 'forbidden', message: 'injected: test' });
+        return { ...d, sourcegraph: (o) => failing(d.sourcegraph(o), 'sendTestEmail', forbid, f) };
+      },
+    },
+  ];
+
+  for (const c of interruptions) {
+    test(`rotation interrupted at ${c.step} leaves the old key working`, async () => {
+      const fault = new FaultSwitch();
+      fault.on = false;
+      const faulty = await world.lane(c.wrap(world, fault));
+      const i = await activeInstance(`rot-${c.step}`, faulty);
+      const id = (await faulty.client.status(i.name)).subaccountId!;
+      const old = assertHealthy(i, id);
+      fault.on = true;
+      const handle = await faulty.client.rotateKey(i.name);
+      for (let n = 0; n < 200 && fault.tripped === 0; n++) await new Promise((r) => setTimeout(r, 25));
+      fault.on = false; // the rollback itself may call the same method
+      const status = await faulty.client.waitFor(handle, { timeoutMs: 60_000 });
+      assert.equal(status.state, 'active');
+      assert.equal(status.lastRotation?.ok, false);
+      assert.match(status.lastRotation?.message ?? '', new RegExp(`failed at ${c.step}.*the old key is still in use`));
+      const now = assertHealthy(i, id);
+      assert.equal(now.id, old.id, 'the old key is the live key');
+      assert.equal(status.keyId, old.id);
+      // And it still sends.
+      const again = await faulty.client.waitFor(await faulty.client.enable(i.name, specFor(i)), { timeoutMs: 60_000 });
+      assert.equal(again.state, 'active', again.error ?? '');
+      assert.equal(world.stack.relay.messages.filter((m) => m.subaccountId === id).pop()?.keyId, old.id);
+    });
+  }
+
+  test('rotate-key on an instance that is not active is refused with the reason', async () => {
+    const i = world.stack.addInstance('notactive', {
+      config:
+        '{"email.address":"a@own.example.com","email.smtp":{"host":"smtp.own.example.com","port":25,"authentication":"none"}}',
+    });
+    await lane.client.waitFor(await lane.client.enable(i.name, specFor(i)), { timeoutMs: 60_000 });
+    const r = await cli('rotate-key', i.name, '--wait');
+    assert.equal(r.code, 1);
+    assert.match(r.err, /customer-managed: only an idle active instance's key can be rotated/);
+  });
+
+  test('list --stuck shows an instance that keeps retrying, with the failure', async () => {
+    const d = world.deps();
+    const fault = new FaultSwitch();
+    const unavailable = () =>
+      new VendorError({ vendor: 'sparkpost', kind: 'unavailable', status: 503, message: 'injected: 503' });
+    const faulty = await world.lane({ ...d, sparkpost: failing(d.sparkpost, 'createApiKey', unavailable, fault) });
+    const i = world.stack.addInstance('stuckone');
+    await faulty.client.enable(i.name, specFor(i));
+    for (let n = 0; n < 300 && fault.tripped < 3; n++) await new Promise((r) => setTimeout(r, 50));
+    let listed: Array<{ instance: string; stuck?: { attempts: number; lastFailure: string } }> = [];
+    for (let n = 0; n < 50; n++) {
+      const r = await cli('--json', 'list', '--stuck');
+      assert.equal(r.code, 0, r.err);
+      listed = JSON.parse(r.out);
+      if (listed.some((s) => s.instance === 'stuckone')) break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    const mine = listed.find((s) => s.instance === 'stuckone');
+    assert.ok(mine?.stuck, JSON.stringify(listed));
+    assert.ok(mine.stuck.attempts >= 3);
+    assert.match(mine.stuck.lastFailure, /injected: 503/);
+    assert.ok(!listed.some((s) => s.instance === 'rotate'), 'healthy instances are not stuck');
+    fault.on = false;
+    const s = await faulty.client.waitFor(
+      { instance: 'stuckone', requestId: (await faulty.client.status('stuckone')).requests[0].id, workflowId: '' },
+      { timeoutMs: 120_000 },
+    );
+    assert.equal(s.state, 'active', 'it recovers by itself once the vendor does');
+  });
+});
