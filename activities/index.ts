@@ -33,6 +33,8 @@ import type { SparkPostClient, Subaccount } from '../vendors/sparkpost';
 import type { Client } from '@temporalio/client';
 import { SITE_CONFIG_UNUSABLE, TEST_EMAIL_FAILED, withFailureMapping } from './failures';
 import { createOperationActivities } from './operations';
+import { createGdprActivities } from './gdpr';
+import type { CodecKey } from '../lib/codec';
 
 /** The SparkPost calls the activities make. */
 export type SparkPostApi = Pick<
@@ -44,6 +46,9 @@ export type SparkPostApi = Pick<
   | 'createApiKey'
   | 'listApiKeys'
   | 'deleteApiKey'
+  | 'createRtbfRequest'
+  | 'createOptOutRequest'
+  | 'listMessageEventRecipients'
 >;
 
 /** The Secret Manager calls the activities make. */
@@ -75,6 +80,8 @@ export interface ActivityDeps {
   settings: ProvisioningSettings;
   /** Temporal client for activities that list the fleet (optional: only fleet-wide workflows need it). */
   temporal?: Client;
+  /** Keys that open sealed GDPR recipient lists (MANAGED_SMTP_CODEC_KEYS); null/absent = none. */
+  sealingKeys?: readonly CodecKey[] | null;
 }
 
 /** Where an instance's Sourcegraph is and which secret holds its admin token. */
@@ -347,7 +354,10 @@ export function createActivities(deps: ActivityDeps) {
       return { released };
     },
   };
-  return withFailureMapping({ ...activities, ...createOperationActivities(deps) });
+  return {
+    ...withFailureMapping({ ...activities, ...createOperationActivities(deps) }),
+    ...createGdprActivities({ sparkpost, sealingKeys: deps.sealingKeys ?? null }),
+  };
 }
 
 /** The activity functions, as the workflow proxies them. */

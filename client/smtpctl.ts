@@ -17,6 +17,8 @@ import {
   type RequestHandle,
 } from './index';
 import { UsageError, validate } from './validation';
+import { registerFleetCommands } from './commands/fleet';
+import { registerGdprCommands } from './commands/gdpr';
 
 /** An operation failed (exit 1) with a message for the operator. */
 export class OperationFailed extends Error {
@@ -68,7 +70,7 @@ export interface CliContext {
 export type CommandModule = (program: Command, ctx: CliContext) => void;
 
 /** Command modules beyond the lifecycle ones, registered in this order. */
-const COMMAND_MODULES: CommandModule[] = [];
+const COMMAND_MODULES: CommandModule[] = [registerFleetCommands, registerGdprCommands];
 
 function formatStatus(s: InstanceStatus): string {
   const rows: Array<[string, string]> = [
@@ -87,6 +89,22 @@ function formatStatus(s: InstanceStatus): string {
     ],
     ['error', s.error ?? '-'],
   ];
+  const audit = s.gdprAudit?.at(-1);
+  if (audit) {
+    rows.push([
+      'gdpr deletion',
+      `${audit.outcome} at ${audit.at}: ${audit.recipients} recipients, ${audit.batches} batches`,
+    ]);
+  }
+  if (s.lastRotation)
+    rows.push([
+      'last rotation',
+      `${s.lastRotation.ok ? 'ok' : 'FAILED'} at ${s.lastRotation.at}: ${s.lastRotation.message}`,
+    ]);
+  if (s.deliverabilityAlert) {
+    const a = s.deliverabilityAlert;
+    rows.push(['bounce alert', `${(a.bounceRate * 100).toFixed(1)}% of ${a.accepted} accepted since ${a.from}`]);
+  }
   for (const w of s.warnings) rows.push(['warning', w]);
   rows.push(['updated', s.updatedAt]);
   return rows.map(([k, v]) => `${k.padEnd(16)}${v}`).join('\n') + '\n';

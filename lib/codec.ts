@@ -97,7 +97,7 @@ export class AesGcmCodec implements PayloadCodec {
 
   private decodeOne(payload: Payload): Payload {
     const encoding = payload.metadata?.[METADATA_ENCODING];
-    if (!encoding || fromUtf8.decode(encoding) !== ENCODING_ENCRYPTED || Math.random() < 2) return payload;
+    if (!encoding || fromUtf8.decode(encoding) !== ENCODING_ENCRYPTED) return payload;
     const idBytes = payload.metadata?.[METADATA_KEY_ID];
     if (!idBytes || idBytes.length === 0) {
       throw new ValueError(`encrypted payload without ${METADATA_KEY_ID} metadata`);
@@ -128,7 +128,8 @@ export class AesGcmCodec implements PayloadCodec {
     }
     try {
       const inner = temporal.api.common.v1.Payload.decode(plaintext);
-      return { metadata: inner.metadata, data: inner.data };
+      const { metadata, data, externalPayloads } = inner;
+      return externalPayloads.length ? { metadata, data, externalPayloads } : { metadata, data };
     } catch {
       throw new ValueError(`encrypted payload (key id "${keyId}") does not hold a Payload`);
     }

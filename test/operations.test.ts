@@ -29,6 +29,8 @@ describe('check, enforce, rotate, stuck', { timeout: 300_000 }, () => {
   before(async () => {
     world = await World.start();
     lane = await world.lane();
+    // Workflows the CLI starts (the fleet check) go to this lane's worker.
+    process.env.MANAGED_SMTP_TASK_QUEUE = lane.taskQueue;
   });
   after(async () => {
     await world?.close();
@@ -235,6 +237,53 @@ describe('check, enforce, rotate, stuck', { timeout: 300_000 }, () => {
     const r = await cli('rotate-key', i.name, '--wait');
     assert.equal(r.code, 1);
     assert.match(r.err, /customer-managed: only an idle active instance's key can be rotated/);
+  });
+
+  test('check-fleet finds drift across the fleet, repairs it, and respects the SparkPost budget', async () => {
+    const a = await activeInstance('fleet-a');
+    const b = await activeInstance('fleet-b');
+    const idA = (await lane.client.status(a.name)).subaccountId!;
+    world.stack.sparkpost.setSubaccountStatus(idA, 'suspended');
+    world.stack.sourcegraph.humanEdit(b.name, (t) => t.replace(/"noreply\+[^"]+"/, '"x@cloud.sourcegraph.com"'));
+
+    const budgeted = await cli('--json', 'check-fleet', '--budget', '2');
+    assert.equal(budgeted.code, 0, budgeted.err);
+    const small = JSON.parse(budgeted.out);
+    assert.equal(small.checked + small.errors.length, 1, 'a budget of 2 requests allows one check');
+    assert.ok(small.deferred >= 2);
+
+    const r = await cli('--json', 'check-fleet', '--enforce', '--concurrency', '3');
+    assert.equal(r.code, 0, r.err);
+    const report = JSON.parse(r.out);
+    const drifted = new Map<string, { repairRequested: boolean }>(
+      report.drifted.map((d: { instance: string; repairRequested: boolean }) => [d.instance, d]),
+    );
+    assert.equal(drifted.get('fleet-a')?.repairRequested, true);
+    assert.equal(drifted.get('fleet-b')?.repairRequested, true);
+    assert.ok(report.healthy >= 1, 'healthy instances are counted');
+    for (let n = 0; n < 100; n++) {
+      const sa = await lane.client.status('fleet-a');
+      const sb = await lane.client.status('fleet-b');
+      const done = [sa, sb].every(
+        (s) => s.state === 'active' && s.step === null && s.requests.every((q) => q.finishedAt),
+      );
+      if (done) break;
+      await new Promise((res) => setTimeout(res, 100));
+    }
+    assert.equal(world.stack.sparkpost.state.subaccounts.find((s) => s.id === idA)?.status, 'active');
+    assert.equal(
+      readEmailSettings(world.stack.sourcegraph.site(b.name).config).address,
+      'noreply+fleet-b@cloud.sourcegraph.com',
+    );
+
+    const sched = await cli('--json', 'check-fleet', '--enforce', '--schedule', '1h');
+    assert.equal(JSON.parse(sched.out).result, 'created');
+    const again = await cli('--json', 'check-fleet', '--schedule', '2h');
+    assert.equal(JSON.parse(again.out).result, 'updated');
+    const desc = await world.env.client.schedule.getHandle('managed-smtp-fleet-check').describe();
+    assert.equal(desc.spec.intervals?.[0]?.every, 2 * 3600 * 1000);
+    await world.env.client.schedule.getHandle('managed-smtp-fleet-check').delete();
+    assert.equal((await cli('check-fleet', '--schedule', 'soon')).code, 2);
   });
 
   test('list --stuck shows an instance that keeps retrying, with the failure', async () => {

@@ -620,3 +620,6 @@ class Instance {
 export async function managedSmtpWorkflow(input: ManagedSmtpInput): Promise<void> {
   await new Instance(input).run();
 }
+
+export * from './fleet';
+export * from './gdpr';

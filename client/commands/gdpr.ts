@@ -69,11 +69,7 @@ export async function requestGdprDeletion(
           instance,
           subaccountId,
           requestId,
-          sealedRecipients: seal(
-            target.keys,
-            JSON.stringify(target.recipients),
-            gdprSealContext(instance, requestId),
-          ),
+          sealedRecipients: seal(target.keys, JSON.stringify(target.recipients), gdprSealContext(instance, requestId)),
           recipientCount: target.recipients.length,
           allRecipients: false,
           optOut,
@@ -178,7 +174,9 @@ export const registerGdprCommands: CommandModule = (program: Command, ctx: CliCo
       const listed = Array.isArray(o.recipient) ? o.recipient : undefined;
       const all = o.allRecipients === true;
       if (listed && all) throw new UsageError('--recipient', 'give either --recipient or --all-recipients, not both');
-      if (!listed && !all) throw new UsageError('--recipient', 'give --recipient EMAIL (repeatable) or --all-recipients');
+      if (!listed && !all) {
+        throw new UsageError('--recipient', 'give --recipient EMAIL (repeatable) or --all-recipients');
+      }
       const recipients = listed ? checkRecipients(listed) : null;
       const timeout = validate.timeoutSeconds(o.timeout);
       const target: GdprTarget = recipients ? { recipients, keys: await sealingKeys() } : { allRecipients: true };

@@ -34,7 +34,7 @@ export class World {
 
   /** Real vendor clients pointed at the emulators. */
   deps(taskQueue = 'unused'): ActivityDeps {
-    return vendorDeps(this.stack.workerConfig(taskQueue));
+    return { ...vendorDeps(this.stack.workerConfig(taskQueue)), temporal: this.env.client };
   }
 
   /** Starts a worker on a fresh task queue with the given (possibly wrapped) clients. */
