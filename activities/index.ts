@@ -34,6 +34,7 @@ import type { Client } from '@temporalio/client';
 import { SITE_CONFIG_UNUSABLE, TEST_EMAIL_FAILED, withFailureMapping } from './failures';
 import { createOperationActivities } from './operations';
 import { createGdprActivities } from './gdpr';
+import { createDeliverabilityActivities } from './deliverability';
 import type { CodecKey } from '../lib/codec';
 
 /** The SparkPost calls the activities make. */
@@ -49,6 +50,9 @@ export type SparkPostApi = Pick<
   | 'createRtbfRequest'
   | 'createOptOutRequest'
   | 'listMessageEventRecipients'
+  | 'getDeliverability'
+  | 'getDeliverabilityBySubaccount'
+  | 'listSubaccounts'
 >;
 
 /** The Secret Manager calls the activities make. */
@@ -357,6 +361,7 @@ export function createActivities(deps: ActivityDeps) {
   return {
     ...withFailureMapping({ ...activities, ...createOperationActivities(deps) }),
     ...createGdprActivities({ sparkpost, sealingKeys: deps.sealingKeys ?? null }),
+    ...createDeliverabilityActivities({ sparkpost, temporal: deps.temporal, secrets }),
   };
 }
 

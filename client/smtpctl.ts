@@ -19,16 +19,12 @@ import {
 import { UsageError, validate } from './validation';
 import { registerFleetCommands } from './commands/fleet';
 import { registerGdprCommands } from './commands/gdpr';
+import { registerDeliverabilityCommands } from './commands/deliverability';
+import { CodecConfigError } from '../lib/codec';
 
-/** An operation failed (exit 1) with a message for the operator. */
-export class OperationFailed extends Error {
-  constructor(
-    message: string,
-    readonly result?: unknown,
-  ) {
-    super(message);
-  }
-}
+import { OperationFailed } from './errors';
+
+export { OperationFailed };
 
 /** Where output goes; injectable so tests can run the CLI in-process. */
 export interface Io {
@@ -68,9 +64,6 @@ export interface CliContext {
 
 /** A module that adds commands to smtpctl. */
 export type CommandModule = (program: Command, ctx: CliContext) => void;
-
-/** Command modules beyond the lifecycle ones, registered in this order. */
-const COMMAND_MODULES: CommandModule[] = [registerFleetCommands, registerGdprCommands];
 
 function formatStatus(s: InstanceStatus): string {
   const rows: Array<[string, string]> = [
@@ -306,7 +299,10 @@ export function buildProgram(
     });
 
   const ctx: CliContext = { io, getClient, emit, progress, waitAndReport, formatStatus };
-  for (const register of COMMAND_MODULES) register(program, ctx);
+  // Built here, not at module load, so a command module may import from this file in any order.
+  for (const register of [registerFleetCommands, registerGdprCommands, registerDeliverabilityCommands]) {
+    register(program, ctx);
+  }
   return { program, close };
 }
 
@@ -339,6 +335,7 @@ export async function runCli(argv: string[], io: Io = processIo, connect?: () =>
       return 2;
     }
     if (err instanceof UsageError) return fail(2, err.message);
+    if (err instanceof CodecConfigError) return fail(2, err.message);
     if (err instanceof NoWorkflowError) return fail(1, err.message);
     if (err instanceof RequestRejectedError) return fail(1, err.message);
     if (err instanceof OperationFailed) return fail(1, err.message, err.result);

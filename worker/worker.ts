@@ -1,6 +1,8 @@
 /**
  * Builds the managed SMTP worker from injected activities, so tests, the dev stack and production share one wiring.
  */
+import { Client } from '@temporalio/client';
+import type { DataConverter } from '@temporalio/common';
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import { createActivities, type ActivityDeps } from '../activities';
 import type { WorkerConfig } from './config';
@@ -36,6 +38,8 @@ export interface ManagedSmtpWorkerOptions {
   workflowBundle?: WorkerOptions['workflowBundle'];
   /** How long in-flight activities get to finish on shutdown. */
   shutdownGraceTime?: WorkerOptions['shutdownGraceTime'];
+  /** Payload encryption (lib/codec.ts), the same as the clients'. */
+  dataConverter?: DataConverter;
 }
 
 /** Creates (does not run) a worker for managed SMTP's workflows and activities. */
@@ -45,7 +49,16 @@ export async function createManagedSmtpWorker(opts: ManagedSmtpWorkerOptions): P
     namespace: opts.namespace,
     taskQueue: opts.taskQueue,
     ...(opts.workflowBundle ? { workflowBundle: opts.workflowBundle } : { workflowsPath: WORKFLOWS_PATH }),
-    activities: createActivities(opts.deps),
+    // Fleet-wide activities list instances through a client on the worker's own connection.
+    activities: createActivities({
+      temporal: new Client({
+        connection: opts.connection,
+        namespace: opts.namespace,
+        dataConverter: opts.dataConverter,
+      }),
+      ...opts.deps,
+    }),
     shutdownGraceTime: opts.shutdownGraceTime ?? '10s',
+    dataConverter: opts.dataConverter,
   });
 }

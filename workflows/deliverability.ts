@@ -98,8 +98,8 @@ export interface DeliverabilityActivities {
   /** Every instance's figures, from one by-subaccount metrics call and one subaccount listing. */
   fleetDeliverability(input: FleetDeliverabilityInput): Promise<FleetDeliverability>;
   /**
-   * Instances whose running entity workflow has `ManagedSmtpBounceAlert = true` (visibility), plus those among
-   * `confirm` whose workflow says so when described (visibility lags behind a signal that was just handled).
+   * Instances whose running entity workflow has `ManagedSmtpBounceAlert = true`: the candidates visibility lists
+   * plus `confirm`, each confirmed by describing the execution (visibility lags behind a signal just handled).
    */
   flaggedInstances(input?: { confirm?: string[] }): Promise<string[]>;
   /** Posts one message; a non-2xx answer is a retryable failure whose message never holds the URL. */
@@ -117,9 +117,11 @@ const webhook = proxyActivities<DeliverabilityActivities>({
   retry: { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '20s', maximumAttempts: 5 },
 });
 
-/** The bounce rate used everywhere: SparkPost's own is bounces/targeted, but bounces arrive after their injection,
- * so at a window's start they can outnumber the injections counted; the denominator never drops below what the
- * window saw leave. */
+/**
+ * The bounce rate used everywhere. SparkPost's own is bounces / targeted, but a bounce arrives after its injection,
+ * so near a window's start bounces can outnumber the injections counted: the denominator never drops below what the
+ * window saw accepted or bounced.
+ */
 export function bounceRateOf(f: { bounces: number; accepted: number; targeted: number }): number {
   const denominator = Math.max(f.targeted, f.accepted + f.bounces);
   return denominator > 0 ? f.bounces / denominator : 0;

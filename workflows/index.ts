@@ -623,3 +623,4 @@ export async function managedSmtpWorkflow(input: ManagedSmtpInput): Promise<void
 
 export * from './fleet';
 export * from './gdpr';
+export * from './deliverability';
