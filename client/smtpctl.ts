@@ -20,6 +20,7 @@ import { UsageError, validate } from './validation';
 import { registerFleetCommands } from './commands/fleet';
 import { registerGdprCommands } from './commands/gdpr';
 import { registerDeliverabilityCommands } from './commands/deliverability';
+import { registerRolloutCommands } from './commands/rollout';
 import { CodecConfigError } from '../lib/codec';
 
 import { OperationFailed } from './errors';
@@ -300,7 +301,12 @@ export function buildProgram(
 
   const ctx: CliContext = { io, getClient, emit, progress, waitAndReport, formatStatus };
   // Built here, not at module load, so a command module may import from this file in any order.
-  for (const register of [registerFleetCommands, registerGdprCommands, registerDeliverabilityCommands]) {
+  for (const register of [
+    registerFleetCommands,
+    registerGdprCommands,
+    registerDeliverabilityCommands,
+    registerRolloutCommands,
+  ]) {
     register(program, ctx);
   }
   return { program, close };

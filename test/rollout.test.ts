@@ -1,0 +1,120 @@
+/**
+ * Fleet rollout: `smtpctl enable-fleet` enables many instances with bounded concurrency, disables the flagged ones,
+ * changes nothing on a second run, and refuses a bad file before sending anything.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { stringify } from 'yaml';
+import { runCli, type Io } from '../client/smtpctl';
+import { World, type Lane } from './helpers/world';
+
+describe('enable-fleet', { timeout: 240_000 }, () => {
+  let world: World;
+  let lane: Lane;
+  const dir = mkdtempSync(path.join(tmpdir(), 'fleet-'));
+
+  before(async () => {
+    world = await World.start();
+    lane = await world.lane();
+    process.env.MANAGED_SMTP_TASK_QUEUE = lane.taskQueue;
+  });
+  after(async () => {
+    await world?.close();
+  });
+
+  async function cli(...argv: string[]) {
+    let out = '';
+    let err = '';
+    const io: Io = { out: (t) => void (out += t), err: (t) => void (err += t) };
+    const code = await runCli(argv, io, async () => world.env.client);
+    return { code, out, err };
+  }
+
+  function fleetFile(name: string, instances: object[]): string {
+    const file = path.join(dir, name);
+    writeFileSync(file, stringify({ instances }));
+    return file;
+  }
+
+  const names = Array.from({ length: 8 }, (_, n) => `fleet${n}`);
+
+  test('enables every instance, leaves a customer-owned one alone, and a second run changes nothing', async () => {
+    const entries = names.map((name) => {
+      const i = world.stack.addInstance(name);
+      return { name, sourcegraphUrl: i.sourcegraphUrl, gcpProject: i.gcpProject };
+    });
+    const own = world.stack.addInstance('fleet-own', {
+      config:
+        '{"email.address":"a@own.example.com","email.smtp":{"host":"smtp.own.example.com","port":25,"authentication":"none"}}',
+    });
+    const neverEnabled = world.stack.addInstance('fleet-off');
+    entries.push({ name: own.name, sourcegraphUrl: own.sourcegraphUrl, gcpProject: own.gcpProject });
+    entries.push({
+      name: neverEnabled.name,
+      sourcegraphUrl: neverEnabled.sourcegraphUrl,
+      gcpProject: neverEnabled.gcpProject,
+      managedSMTP: { disabled: true },
+    } as never);
+    const file = fleetFile('fleet.yaml', entries);
+
+    const first = await cli('--json', 'enable-fleet', file, '--concurrency', '4', '--wait');
+    const rows = JSON.parse(first.out) as Array<{
+      instance: string;
+      action: string;
+      state: string;
+      error: string | null;
+    }>;
+    const by = new Map(rows.map((r) => [r.instance, r]));
+    for (const n of names) {
+      assert.equal(by.get(n)?.action, 'enable');
+      assert.equal(by.get(n)?.state, 'active', by.get(n)?.error ?? '');
+      assert.equal(world.liveSubaccounts(n).length, 1);
+    }
+    assert.equal(by.get('fleet-own')?.state, 'customer-managed');
+    assert.match(by.get('fleet-own')?.error ?? '', /own SMTP settings/);
+    assert.equal(by.get('fleet-off')?.action, 'unchanged', 'a disabled instance without a workflow needs nothing');
+    assert.equal(first.code, 1, 'the customer-owned instance did not become active');
+
+    const before = world.stack.sparkpost.mintedKeys.length;
+    const second = await cli('--json', 'enable-fleet', file, '--wait');
+    const again = JSON.parse(second.out) as Array<{ action: string }>;
+    assert.ok(
+      again.every((r) => r.action === 'unchanged'),
+      JSON.stringify(again),
+    );
+    assert.equal(world.stack.sparkpost.mintedKeys.length, before, 'nothing minted on a re-run');
+  });
+
+  test('an instance flagged managedSMTP.disabled gets the disable request', async () => {
+    const i = world.stack.addInstanceRef('fleet0');
+    const file = fleetFile('off.yaml', [
+      { name: 'fleet0', sourcegraphUrl: i.sourcegraphUrl, gcpProject: i.gcpProject, managedSMTP: { disabled: true } },
+    ]);
+    const r = await cli('enable-fleet', file, '--wait');
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.out, /fleet0\s+disable\s+disabled/);
+    assert.equal((await lane.client.status('fleet0')).state, 'disabled');
+  });
+
+  test('a bad fleet file exits 2 naming the entry, and sends nothing', async () => {
+    const bad = fleetFile('bad.yaml', [
+      { name: 'ok-one', sourcegraphUrl: 'https://a.example.com', gcpProject: 'proj-123' },
+      { name: 'Bad_Name', sourcegraphUrl: 'https://b.example.com', gcpProject: 'proj-123' },
+    ]);
+    const r = await cli('enable-fleet', bad);
+    assert.equal(r.code, 2);
+    assert.match(r.err, /instances\[1\]\.name: must be an instance slug/);
+    await assert.rejects(lane.client.status('ok-one'), /no managed SMTP workflow/);
+    const dup = fleetFile('dup.yaml', [
+      { name: 'dup', sourcegraphUrl: 'https://a.example.com', gcpProject: 'proj-123' },
+      { name: 'dup', sourcegraphUrl: 'https://a.example.com', gcpProject: 'proj-123' },
+    ]);
+    assert.match((await cli('enable-fleet', dup)).err, /dup is listed twice/);
+    writeFileSync(path.join(dir, 'broken.yaml'), 'instances: [\n');
+    assert.equal((await cli('enable-fleet', path.join(dir, 'broken.yaml'))).code, 2);
+    assert.equal((await cli('enable-fleet', path.join(dir, 'missing.yaml'))).code, 2);
+  });
+});
