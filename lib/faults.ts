@@ -53,6 +53,8 @@ export class Faults {
   private matcher: RegExp | null = null;
   /** How many faults of each kind were injected since start (or the last reset). */
   readonly injected: Record<Exclude<FaultDecision, 'ok'>, number> = { error: 0, 'rate-limit': 0, drop: 0 };
+  /** How many requests asked for a decision: every request the emulator served (benchmarks count vendor calls). */
+  requests = 0;
 
   constructor(initial: Partial<FaultConfig> = {}) {
     this.set(initial);
@@ -80,6 +82,7 @@ export class Faults {
 
   /** Decides the fate of one request identified by `route` (e.g. `POST /api/v1/subaccounts`). */
   decide(route: string): FaultDecision {
+    this.requests++;
     if (this.matcher && !this.matcher.test(route)) return 'ok';
     const r = this.random();
     const { errorRate, rateLimitRate, dropResponseRate } = this.config;

@@ -15,6 +15,11 @@ export interface WorkerConfig {
   secretManagerEmulatorHost?: string;
   senderDomain: string;
   testRecipient: string;
+  /**
+   * Ceiling on activities started per second on the task queue, across all workers (Temporal enforces it server-side).
+   * Each activity makes at most 3 SparkPost requests, so this bounds SparkPost traffic during a fleet rollout.
+   */
+  maxActivitiesPerSecond?: number;
 }
 
 const HOSTNAME =
@@ -52,6 +57,9 @@ const schema = z.object({
   MANAGED_SMTP_SENDER_DOMAIN: optional(
     z.string().regex(DOMAIN, 'must be a domain name').default('cloud.sourcegraph.com'),
   ),
+  MANAGED_SMTP_MAX_ACTIVITIES_PER_SECOND: optional(
+    z.coerce.number({ error: 'must be a number of activities per second' }).positive().max(10_000).optional(),
+  ),
   MANAGED_SMTP_TEST_RECIPIENT: optional(
     z.email({ error: 'must be an email address' }).default('cloud-team+test_emails@sourcegraph.com'),
   ),
@@ -82,5 +90,6 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerCo
     secretManagerEmulatorHost: e.SECRET_MANAGER_EMULATOR_HOST,
     senderDomain: e.MANAGED_SMTP_SENDER_DOMAIN,
     testRecipient: e.MANAGED_SMTP_TEST_RECIPIENT,
+    maxActivitiesPerSecond: e.MANAGED_SMTP_MAX_ACTIVITIES_PER_SECOND,
   };
 }

@@ -40,6 +40,8 @@ export interface ManagedSmtpWorkerOptions {
   shutdownGraceTime?: WorkerOptions['shutdownGraceTime'];
   /** Payload encryption (lib/codec.ts), the same as the clients'. */
   dataConverter?: DataConverter;
+  /** Task-queue-wide ceiling on activity starts per second (WorkerConfig.maxActivitiesPerSecond). */
+  maxTaskQueueActivitiesPerSecond?: number;
 }
 
 /** Creates (does not run) a worker for managed SMTP's workflows and activities. */
@@ -60,5 +62,6 @@ export async function createManagedSmtpWorker(opts: ManagedSmtpWorkerOptions): P
     }),
     shutdownGraceTime: opts.shutdownGraceTime ?? '10s',
     dataConverter: opts.dataConverter,
+    maxTaskQueueActivitiesPerSecond: opts.maxTaskQueueActivitiesPerSecond,
   });
 }
