@@ -9,7 +9,10 @@ import { z } from 'zod';
 export interface WorkerConfig {
   taskQueue: string;
   sparkpostApiUrl: string;
+  /** The operator key; empty when it is to be read from `sparkpostApiKeySecret` at start. */
   sparkpostApiKey: string;
+  /** Secret Manager version holding the operator key (production), when SPARKPOST_API_KEY is unset. */
+  sparkpostApiKeySecret?: string;
   relayHost: string;
   relayPort: number;
   secretManagerEmulatorHost?: string;
@@ -43,8 +46,15 @@ const schema = z.object({
       .refine((v) => /^https?:\/\/[^\s/]+(\/\S*)?$/.test(v) && URL.canParse(v), 'must be an http(s) URL')
       .default('https://api.eu.sparkpost.com/api/v1'),
   ),
-  SPARKPOST_API_KEY: optional(
-    z.string({ error: 'is required: the SparkPost operator API key' }).regex(/^\S+$/, 'must not contain whitespace'),
+  SPARKPOST_API_KEY: optional(z.string().regex(/^\S+$/, 'must not contain whitespace').optional()),
+  SPARKPOST_API_KEY_SECRET: optional(
+    z
+      .string()
+      .regex(
+        /^projects\/[^/\s]+\/secrets\/[^/\s]+\/versions\/[^/\s]+$/,
+        'must be a Secret Manager version: projects/P/secrets/S/versions/V',
+      )
+      .optional(),
   ),
   SMTP_RELAY_HOST: optional(z.string().regex(HOSTNAME, 'must be a host name').default('smtp.eu.sparkpostmail.com')),
   SMTP_RELAY_PORT: optional(z.coerce.number({ error: 'must be a port number' }).int().min(1).max(65535).default(587)),
@@ -76,15 +86,20 @@ export class ConfigError extends Error {
 /** Validates the environment. Throws ConfigError listing every problem. */
 export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerConfig {
   const parsed = schema.safeParse(env);
-  if (!parsed.success) {
-    const problems = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`);
-    throw new ConfigError([...new Set(problems)]);
+  const problems = parsed.success ? [] : parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`);
+  // Checked outside zod so it is reported together with every other problem.
+  if (!env.SPARKPOST_API_KEY?.trim() && !env.SPARKPOST_API_KEY_SECRET?.trim()) {
+    problems.push(
+      'SPARKPOST_API_KEY: is required: the SparkPost operator API key (or SPARKPOST_API_KEY_SECRET naming a Secret Manager version that holds it)',
+    );
   }
+  if (problems.length > 0 || !parsed.success) throw new ConfigError([...new Set(problems)]);
   const e = parsed.data;
   return {
     taskQueue: e.MANAGED_SMTP_TASK_QUEUE,
     sparkpostApiUrl: e.SPARKPOST_API_URL.replace(/\/+$/, ''),
-    sparkpostApiKey: e.SPARKPOST_API_KEY,
+    sparkpostApiKey: e.SPARKPOST_API_KEY ?? '',
+    sparkpostApiKeySecret: e.SPARKPOST_API_KEY_SECRET,
     relayHost: e.SMTP_RELAY_HOST,
     relayPort: e.SMTP_RELAY_PORT,
     secretManagerEmulatorHost: e.SECRET_MANAGER_EMULATOR_HOST,

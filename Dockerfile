@@ -1,0 +1,46 @@
+# syntax=docker/dockerfile:1
+# managed-smtp worker image (the codec server runs from the same image: `npm run codec-server`).
+#
+#   docker build -t managed-smtp .
+#   docker run --init --env-file worker.env -p 127.0.0.1:9464:9464 managed-smtp
+#
+# Stage 1 installs everything and bundles the workflow code once; stage 2 is the runtime: production dependencies
+# only, the source (tsx runs the TypeScript directly), the prebuilt bundle, a non-root user.
+
+ARG NODE_IMAGE=node:20-bookworm-slim
+
+FROM ${NODE_IMAGE} AS build
+WORKDIR /app
+ENV NPM_CONFIG_UPDATE_NOTIFIER=false \
+    NPM_CONFIG_FUND=false \
+    NPM_CONFIG_AUDIT=false
+COPY package.json package-lock.json ./
+RUN npm ci
+COPY . .
+# Writes dist/workflow-bundle.js: the exact workflow code every replica of this image runs.
+RUN npx tsx scripts/bundle-workflows.ts
+
+FROM ${NODE_IMAGE} AS runtime
+WORKDIR /app
+ENV NODE_ENV=production \
+    NPM_CONFIG_UPDATE_NOTIFIER=false \
+    NPM_CONFIG_FUND=false \
+    NPM_CONFIG_AUDIT=false
+COPY package.json package-lock.json ./
+# tsx is a runtime dependency: the worker runs its TypeScript without a compile step.
+RUN npm ci --omit=dev && npm cache clean --force
+COPY . .
+COPY --from=build /app/dist/workflow-bundle.js /app/dist/workflow-bundle.js
+# Files stay root-owned and read-only to the process; tsx keeps its cache in /tmp.
+# NPM_CONFIG_SCRIPT_SHELL: npm runs scripts with `sh -c`, and Debian's dash forks instead of exec-ing the command;
+# a SIGTERM sent to npm (docker stop) then kills that shell and orphans the worker, which never drains. bash execs a
+# single command, so the signal reaches the worker and it shuts down gracefully (test/deploy.test.ts checks this).
+# NPM_CONFIG_LOGLEVEL=silent: no `> managed-smtp@0.1.0 worker` banner, so every stdout line is one JSON log object.
+ENV MANAGED_SMTP_WORKFLOW_BUNDLE=/app/dist/workflow-bundle.js \
+    MANAGED_SMTP_LOG_FORMAT=json \
+    NPM_CONFIG_SCRIPT_SHELL=/bin/bash \
+    NPM_CONFIG_LOGLEVEL=silent
+USER node
+# 9464: Prometheus metrics (when MANAGED_SMTP_METRICS_ADDRESS=0.0.0.0:9464); 8888: the codec server.
+EXPOSE 9464 8888
+CMD ["npm", "run", "worker"]
