@@ -11,6 +11,8 @@ import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
 import { EmulatorStack } from '../emulators/stack';
+import { AesGcmCodec, CODEC_KEYS_ENV, generateCodecKey, parseCodecKeys } from '../lib/codec';
+import { startCodecServer } from '../worker/codec-server';
 import { SEARCH_ATTRIBUTES } from '../lib/search-attributes';
 import { findTemporalCli } from './temporal-cli';
 
@@ -32,6 +34,7 @@ export const DEV_PORTS = {
   secretManager: 8085,
   sourcegraph: 3080,
   state: 4000,
+  codec: 8888,
 };
 const port = (name: keyof typeof DEV_PORTS) => DEV_PORTS[name] + offset;
 
@@ -103,6 +106,17 @@ async function main(): Promise<void> {
   });
   await new Promise<void>((r) => stateServer.listen(port('state'), '127.0.0.1', r));
 
+  // Payload encryption as in production, with a fresh key per run (the dev server's history is in memory). The
+  // Web UI decodes through the codec server; smtpctl needs the same key in its environment.
+  const codecKeys = generateCodecKey('dev-1');
+  const codec = new AesGcmCodec(parseCodecKeys(codecKeys, 'dev'));
+  const codecServer = await startCodecServer({
+    codec,
+    port: port('codec'),
+    host: '127.0.0.1',
+    corsOrigins: [`http://127.0.0.1:${port('ui')}`, `http://localhost:${port('ui')}`],
+  });
+
   const server = spawn(
     temporalCli,
     [
@@ -116,6 +130,8 @@ async function main(): Promise<void> {
       String(port('ui')),
       '--log-level',
       'warn',
+      '--ui-codec-endpoint',
+      codecServer.url,
       ...Object.entries(SEARCH_ATTRIBUTES).flatMap(([name, type]) => ['--search-attribute', `${name}=${type}`]),
     ],
     { stdio: ['ignore', 'ignore', 'inherit'] },
@@ -126,13 +142,19 @@ async function main(): Promise<void> {
   const worker = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'worker', 'main.ts')], {
     cwd: root,
     stdio: ['ignore', 'pipe', 'inherit'],
-    env: { ...process.env, ...stack.workerEnv(), TEMPORAL_ADDRESS: `127.0.0.1:${port('temporal')}` },
+    env: {
+      ...process.env,
+      ...stack.workerEnv(),
+      TEMPORAL_ADDRESS: `127.0.0.1:${port('temporal')}`,
+      [CODEC_KEYS_ENV]: codecKeys,
+    },
   });
   children.push(worker);
   await waitForLine(worker, /polling task queue/, 60_000);
   worker.stdout?.pipe(process.stdout);
 
-  const addressEnv = offset ? `TEMPORAL_ADDRESS=127.0.0.1:${port('temporal')} ` : '';
+  const exports = [`export ${CODEC_KEYS_ENV}=${codecKeys}`];
+  if (offset) exports.push(`export TEMPORAL_ADDRESS=127.0.0.1:${port('temporal')}`);
   process.stdout.write(`
 managed-smtp dev stack is ready.
 
@@ -143,17 +165,23 @@ managed-smtp dev stack is ready.
   Secret Manager       ${stack.secretManager.address} (gRPC, no auth)
   Sourcegraph (demo)   ${demo.sourcegraphUrl}   (state: ${stack.sourcegraph.origin}/__emulator/sites/demo)
   All emulator state   http://127.0.0.1:${port('state')}/   (secrets masked)
+  Codec server         ${codecServer.url}   (the Web UI decodes encrypted payloads through it)
+
+Payloads are encrypted; give smtpctl the dev key first (in the shell you run it from):
+
+  ${exports.join('\n  ')}
 
 Enable managed SMTP for the demo instance:
 
-  ${addressEnv}npx smtpctl enable demo --sourcegraph-url ${demo.sourcegraphUrl} --gcp-project ${demo.gcpProject} --wait
+  npx smtpctl enable demo --sourcegraph-url ${demo.sourcegraphUrl} --gcp-project ${demo.gcpProject} --wait
 
-Then: ${addressEnv}npx smtpctl status demo   and   ${addressEnv}npx smtpctl disable demo --wait
+Then: npx smtpctl status demo   and   npx smtpctl disable demo --wait
 `);
 
   const stop = async () => {
     for (const c of children.reverse()) c.kill('SIGTERM');
     stateServer.close();
+    await codecServer.close();
     await stack.close();
     process.exit(0);
   };

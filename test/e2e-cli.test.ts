@@ -19,12 +19,20 @@ interface Run {
   stderr: string;
 }
 
+/** The codec key the dev stack printed (`export MANAGED_SMTP_CODEC_KEYS=...`). */
+let codecKeys = '';
+
 function smtpctl(...args: string[]): Run {
   const r = spawnSync(process.execPath, [path.join(root, 'bin', 'smtpctl.js'), ...args], {
     cwd: root,
     encoding: 'utf8',
     timeout: 120_000,
-    env: { ...process.env, TEMPORAL_ADDRESS: TEMPORAL, MANAGED_SMTP_TASK_QUEUE: 'managed-smtp' },
+    env: {
+      ...process.env,
+      TEMPORAL_ADDRESS: TEMPORAL,
+      MANAGED_SMTP_TASK_QUEUE: 'managed-smtp',
+      MANAGED_SMTP_CODEC_KEYS: codecKeys,
+    },
   });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
@@ -60,6 +68,7 @@ describe('smtpctl against npm run dev', { timeout: 240_000 }, () => {
       await new Promise((r) => setTimeout(r, 200));
     }
     assert.ok(devOutput.includes('dev stack is ready'), `dev stack not ready:\n${devOutput}`);
+    codecKeys = /export MANAGED_SMTP_CODEC_KEYS=(\S+)/.exec(devOutput)?.[1] ?? '';
   });
 
   after(async () => {
@@ -78,7 +87,9 @@ describe('smtpctl against npm run dev', { timeout: 240_000 }, () => {
     }
   });
 
-  test('the dev stack prints the UI address and a ready smtpctl line', () => {
+  test('the dev stack prints the UI address, the codec key and a ready smtpctl line', () => {
+    assert.match(codecKeys, /^dev-1:[A-Za-z0-9+/=]{44}$/);
+    assert.match(devOutput, new RegExp(`--ui-codec-endpoint|Codec server\\s+http://127\\.0\\.0\\.1:${8888 + OFFSET}`));
     assert.match(devOutput, new RegExp(`http://127\\.0\\.0\\.1:${8233 + OFFSET}/namespaces/default/workflows`));
     assert.match(devOutput, /npx smtpctl enable demo --sourcegraph-url \S+\/demo --gcp-project sg-demo-project --wait/);
   });
