@@ -21,6 +21,7 @@ import { registerFleetCommands } from './commands/fleet';
 import { registerGdprCommands } from './commands/gdpr';
 import { registerDeliverabilityCommands } from './commands/deliverability';
 import { registerRolloutCommands } from './commands/rollout';
+import { registerDomainCommands } from './commands/domains';
 import { CodecConfigError } from '../lib/codec';
 
 import { OperationFailed } from './errors';
@@ -306,6 +307,7 @@ export function buildProgram(
     registerGdprCommands,
     registerDeliverabilityCommands,
     registerRolloutCommands,
+    registerDomainCommands,
   ]) {
     register(program, ctx);
   }
@@ -347,6 +349,12 @@ export async function runCli(argv: string[], io: Io = processIo, connect?: () =>
     if (err instanceof OperationFailed) return fail(1, err.message, err.result);
     if (err instanceof WaitTimeoutError) return fail(1, err.message, err.lastStatus ?? undefined);
     const message = err instanceof Error ? err.message.split('\n')[0] : String(err);
+    if (/binary\/encrypted/.test(message)) {
+      return fail(
+        1,
+        'the workflow payloads are encrypted: set MANAGED_SMTP_CODEC_KEYS (or _KEY_SECRET) as the worker has it',
+      );
+    }
     return fail(1, message);
   } finally {
     await close();

@@ -102,6 +102,8 @@ async function main(): Promise<void> {
   // One page with every emulator's state (secrets masked), to see what provisioning did.
   const stateServer = http.createServer((_req, res) => {
     res.setHeader('content-type', 'application/json');
+    // Fetched now and then: a kept-alive socket would race the server's idle timeout ("other side closed").
+    res.setHeader('connection', 'close');
     res.end(JSON.stringify(stack.snapshot(), null, 2));
   });
   await new Promise<void>((r) => stateServer.listen(port('state'), '127.0.0.1', r));

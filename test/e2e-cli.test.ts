@@ -195,6 +195,18 @@ describe('smtpctl against npm run dev', { timeout: 240_000 }, () => {
     );
   });
 
+  test('without the codec key, smtpctl says the payloads are encrypted', () => {
+    const saved = codecKeys;
+    codecKeys = '';
+    try {
+      const r = smtpctl('status', 'demo');
+      assert.equal(r.code, 1);
+      assert.match(r.stderr, /payloads are encrypted: set MANAGED_SMTP_CODEC_KEYS/);
+    } finally {
+      codecKeys = saved;
+    }
+  });
+
   test('disable --wait undoes all of it', async () => {
     const r = smtpctl('disable', 'demo', '--reason', 'e2e', '--wait');
     assert.equal(r.code, 0, r.stderr);
