@@ -340,6 +340,12 @@ export class SparkPostEmulator {
     events: [],
   };
 
+  /**
+   * Every API key ever minted, in order, revoked ones included (`state.apiKeys` forgets a key once it is deleted):
+   * leak scans check that none of them ever left the activities.
+   */
+  readonly mintedKeys: Array<{ id: string; key: string; subaccountId: number | null; label: string }> = [];
+
   private readonly operatorKey: string;
   private nextSubaccountId = 101;
   private canned: Array<CannedResponse & { re: RegExp | null; left: number }> = [];
@@ -966,6 +972,7 @@ export class SparkPostEmulator {
       created: new Date().toISOString(),
     };
     this.state.apiKeys.push(k);
+    this.mintedKeys.push({ id: k.id, key, subaccountId, label });
     return k;
   }
 
