@@ -35,6 +35,8 @@ import { SITE_CONFIG_UNUSABLE, TEST_EMAIL_FAILED, withFailureMapping } from './f
 import { createOperationActivities } from './operations';
 import { createGdprActivities } from './gdpr';
 import { createDeliverabilityActivities } from './deliverability';
+import { createDomainActivities } from './domains';
+import { heartbeating } from './heartbeat';
 import type { CodecKey } from '../lib/codec';
 
 /** The SparkPost calls the activities make. */
@@ -53,6 +55,12 @@ export type SparkPostApi = Pick<
   | 'getDeliverability'
   | 'getDeliverabilityBySubaccount'
   | 'listSubaccounts'
+  | 'createSendingDomain'
+  | 'getSendingDomain'
+  | 'verifySendingDomain'
+  | 'deleteSendingDomain'
+  | 'createIpPool'
+  | 'listIpPools'
 >;
 
 /** The Secret Manager calls the activities make. */
@@ -129,7 +137,14 @@ function sameGrants(a: readonly string[], b: readonly string[]): boolean {
 }
 
 /** Builds the activities from injected clients. */
-export function createActivities(deps: ActivityDeps) {
+export function createActivities(rawDeps: ActivityDeps) {
+  // Every vendor call heartbeats first, so a killed worker's activity is retried after the heartbeat timeout.
+  const deps: ActivityDeps = {
+    ...rawDeps,
+    sparkpost: heartbeating(rawDeps.sparkpost),
+    secrets: heartbeating(rawDeps.secrets),
+    sourcegraph: (opts) => heartbeating(rawDeps.sourcegraph(opts)),
+  };
   const { sparkpost, secrets, settings } = deps;
 
   async function sourcegraphFor(site: SiteRef): Promise<SourcegraphApi> {
@@ -159,8 +174,11 @@ export function createActivities(deps: ActivityDeps) {
   }
 
   const activities = {
-    /** Reads the instance's email settings and says whose they are. Changes nothing. */
-    async inspectSiteConfig(site: SiteRef): Promise<SiteInspection> {
+    /**
+     * Reads the instance's email settings and says whose they are. Changes nothing. A sender on the instance's own
+     * custom sending domain (`customSenderDomain`, when it has one) counts as managed too.
+     */
+    async inspectSiteConfig(site: SiteRef & { customSenderDomain?: string }): Promise<SiteInspection> {
       const sg = await sourcegraphFor(site);
       const { contents } = await sg.getSiteConfig();
       let current: EmailSettings;
@@ -169,7 +187,11 @@ export function createActivities(deps: ActivityDeps) {
       } catch (err) {
         unusableConfig(err);
       }
-      const ownership = ownershipOf(current, settings);
+      let ownership = ownershipOf(current, settings);
+      if (ownership === 'customer' && site.customSenderDomain) {
+        const custom = ownershipOf(current, { relayHost: settings.relayHost, senderDomain: site.customSenderDomain });
+        if (custom === 'managed') ownership = 'managed';
+      }
       return {
         ownership,
         previous: ownership === 'managed' ? NO_SETTINGS : current,
@@ -186,9 +208,14 @@ export function createActivities(deps: ActivityDeps) {
 
     /**
      * Makes sure the instance has one active subaccount: the known one, else one found by name (a create whose
-     * response was lost), else a new one. A suspended subaccount is reactivated.
+     * response was lost), else a new one. A suspended subaccount is reactivated. When `ipPool` is given (a pool id,
+     * or null for none), the subaccount's IP pool is set to it; absent leaves the pool alone.
      */
-    async ensureSubaccount(input: { instance: string; knownId: number | null }): Promise<SubaccountRef> {
+    async ensureSubaccount(input: {
+      instance: string;
+      knownId: number | null;
+      ipPool?: string | null;
+    }): Promise<SubaccountRef> {
       let sub: Subaccount | null = null;
       if (input.knownId !== null) {
         try {
@@ -199,11 +226,17 @@ export function createActivities(deps: ActivityDeps) {
         if (sub && (sub.status === 'terminated' || sub.name !== input.instance)) sub = null;
       }
       sub ??= await liveSubaccountByName(input.instance);
+      const pool = input.ipPool;
       if (!sub) {
         const { id } = await sparkpost.createSubaccount(input.instance);
+        if (pool) await sparkpost.updateSubaccount(id, { ipPool: pool });
         return { id, status: 'active', complianceStatus: 'active' };
       }
       if (sub.status === 'suspended') await sparkpost.updateSubaccount(sub.id, { status: 'active' });
+      // The recorded pool is restored (check --enforce repairs pool drift through here).
+      if (pool !== undefined && (sub.ipPool ?? null) !== pool) {
+        await sparkpost.updateSubaccount(sub.id, { ipPool: pool ?? '' });
+      }
       return { id: sub.id, status: 'active', complianceStatus: sub.complianceStatus };
     },
 
@@ -243,13 +276,16 @@ export function createActivities(deps: ActivityDeps) {
       return { ...keep, minted, revokedOrphans };
     },
 
-    /** Writes the managed email settings, reading the send key from Secret Manager. Keeps every other key and comment. */
+    /**
+     * Writes the managed email settings, reading the send key from Secret Manager. Keeps every other key and comment.
+     * The sender is on `senderDomain` (the instance's verified custom sending domain) when given, else the shared one.
+     */
     async applyManagedSiteConfig(
-      input: SiteRef & { instance: string; secretVersion: string; senderName?: string },
+      input: SiteRef & { instance: string; secretVersion: string; senderName?: string; senderDomain?: string },
     ): Promise<{ sender: string }> {
       const sg = await sourcegraphFor(input);
       const { data: key } = await secrets.access(input.secretVersion);
-      const sender = senderAddress(input.instance, settings.senderDomain);
+      const sender = senderAddress(input.instance, input.senderDomain ?? settings.senderDomain);
       const smtp = {
         host: settings.relayHost,
         port: settings.relayPort,
@@ -359,9 +395,14 @@ export function createActivities(deps: ActivityDeps) {
     },
   };
   return {
-    ...withFailureMapping({ ...activities, ...createOperationActivities(deps) }),
-    ...createGdprActivities({ sparkpost, sealingKeys: deps.sealingKeys ?? null }),
-    ...createDeliverabilityActivities({ sparkpost, temporal: deps.temporal, secrets }),
+    ...withFailureMapping({ ...activities, ...createOperationActivities(deps), ...createDomainActivities(deps) }),
+    // GDPR filing keeps progress in its heartbeat details: it gets the clients without the bare heartbeats.
+    ...createGdprActivities({ sparkpost: rawDeps.sparkpost, sealingKeys: deps.sealingKeys ?? null }),
+    ...createDeliverabilityActivities({
+      sparkpost: rawDeps.sparkpost,
+      temporal: deps.temporal,
+      secrets: rawDeps.secrets,
+    }),
   };
 }
 

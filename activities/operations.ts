@@ -6,7 +6,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { isVendorError } from '../lib/errors';
 import { SEND_KEY_GRANTS, SEND_KEY_LABEL, SMTP_USERNAME, senderAddress, sendKeySecretName } from '../lib/instance';
 import { applyManagedSettings, ownershipOf, readEmailSettings, REDACTED } from '../lib/site-config';
-import type { EnableSpec, Finding, InstanceState, InstanceStatus } from '../lib/types';
+import type { EnableSpec, Finding, InstanceState, InstanceStatus, SendingDomainState } from '../lib/types';
 import { ManagedSmtpClient } from '../client';
 import type { ActivityDeps, SiteRef } from './index';
 import { SITE_CONFIG_UNUSABLE } from './failures';
@@ -18,6 +18,13 @@ export interface CheckInput {
   spec: EnableSpec;
   subaccountId: number | null;
   keyId: string | null;
+  /**
+   * The recorded custom sending domain (null: none). Absent when the caller does not know it (the fleet check): then
+   * a sender on a verified sending domain of the instance's own subaccount is accepted.
+   */
+  sendingDomain?: { domain: string; state: SendingDomainState } | null;
+  /** The recorded IP pool (null: none); absent when managed-smtp does not manage the pool. */
+  ipPool?: string | null;
 }
 
 /** The send key in force after a rotation step. */
@@ -41,7 +48,7 @@ export function createOperationActivities(deps: ActivityDeps) {
 
   async function writeManagedConfig(
     site: SiteRef,
-    input: { instance: string; senderName?: string; key: string },
+    input: { instance: string; senderName?: string; key: string; senderDomain?: string },
   ): Promise<void> {
     const sg = await sourcegraphFor(site);
     const smtp = {
@@ -54,7 +61,7 @@ export function createOperationActivities(deps: ActivityDeps) {
     await sg.editSiteConfig((contents) => {
       try {
         return applyManagedSettings(contents, {
-          address: senderAddress(input.instance, settings.senderDomain),
+          address: senderAddress(input.instance, input.senderDomain ?? settings.senderDomain),
           smtp,
           senderName: input.senderName,
         });
@@ -91,11 +98,27 @@ export function createOperationActivities(deps: ActivityDeps) {
     return destroyed;
   }
 
+  /** 'verified', 'missing', or why the domain is not verified. */
+  async function sendingDomainState(subaccountId: number, domain: string): Promise<string> {
+    try {
+      const d = await sparkpost.getSendingDomain(subaccountId, domain);
+      return d.status.ownership_verified && d.status.dkim_status === 'valid'
+        ? 'verified'
+        : `not verified (DKIM ${d.status.dkim_status})`;
+    } catch (err) {
+      if (isVendorError(err, 'not-found')) return 'missing';
+      throw err;
+    }
+  }
+
+  const poolText = (p: string | null) => (p ? `IP pool "${p}"` : 'no dedicated IP pool');
+
   return {
     /**
      * Verifies the invariant of an active instance (subaccount active and compliant, exactly one send key with only
-     * smtp/inject, the secret's latest version is that key, the site configuration's managed settings in place) or
-     * of a disabled one (no send key, no secret, subaccount suspended). Changes nothing.
+     * smtp/inject, the secret's latest version is that key, the site configuration's managed settings in place, the
+     * recorded custom sending domain verified and used as sender, the recorded IP pool assigned) or of a disabled one
+     * (no send key, no secret, subaccount suspended). Changes nothing.
      */
     async checkInstance(input: CheckInput): Promise<Finding[]> {
       const findings: Finding[] = [];
@@ -126,11 +149,14 @@ export function createOperationActivities(deps: ActivityDeps) {
 
       // Subaccount
       let subaccountId = input.subaccountId;
+      /** The subaccount's IP pool, once read. */
+      let subaccountPool: string | null | undefined;
       if (subaccountId === null) {
         add('subaccount', false, 'no subaccount recorded');
       } else {
         try {
           const sub = await sparkpost.getSubaccount(subaccountId);
+          subaccountPool = sub.ipPool ?? null;
           add('subaccount', sub.status === 'active', `subaccount ${sub.id} is ${sub.status}`);
           add(
             'compliance',
@@ -143,6 +169,46 @@ export function createOperationActivities(deps: ActivityDeps) {
           add('subaccount', false, `subaccount ${subaccountId} does not exist`);
           subaccountId = null;
         }
+      }
+
+      // IP pool: drift from the recorded pool is repaired by re-running provisioning (ensureSubaccount sets it).
+      if (input.ipPool !== undefined && subaccountPool !== undefined) {
+        const want = input.ipPool;
+        if (subaccountPool === want) add('ip-pool', true, `subaccount uses ${poolText(want)}`);
+        else if (want !== null && !(await sparkpost.listIpPools()).some((p) => p.id === want)) {
+          add(
+            'ip-pool',
+            false,
+            `the recorded IP pool "${want}" no longer exists at SparkPost (subaccount uses ${poolText(subaccountPool)})`,
+            false, // re-running provisioning cannot bring a pool back: an operator must create or unassign it
+          );
+        } else add('ip-pool', false, `subaccount uses ${poolText(subaccountPool)}, expected ${poolText(want)}`);
+      }
+
+      // Custom sending domain: only SparkPost (DNS) can verify it again, so a lost verification is an alert.
+      let expectedDomain = settings.senderDomain;
+      /** A custom domain whose sender counts as managed. */
+      let customDomain: string | null = null;
+      const recorded = input.sendingDomain;
+      if (recorded) {
+        customDomain = recorded.domain;
+        if (recorded.state === 'active') {
+          expectedDomain = recorded.domain;
+          if (subaccountId !== null) {
+            const state = await sendingDomainState(subaccountId, recorded.domain);
+            add(
+              'sending-domain',
+              state === 'verified',
+              state === 'verified'
+                ? `sending domain ${recorded.domain} is verified`
+                : state === 'missing'
+                  ? `sending domain ${recorded.domain} no longer exists at SparkPost; the sender cannot use it: ` +
+                    'remove it (smtpctl sending-domain remove) or add it again'
+                  : `sending domain ${recorded.domain} is ${state}: check its DNS records`,
+              false,
+            );
+          }
+        } else add('sending-domain', true, `sending domain ${recorded.domain} is ${recorded.state}`);
       }
 
       // Send key and secret
@@ -182,8 +248,21 @@ export function createOperationActivities(deps: ActivityDeps) {
         add('site-config', false, err instanceof Error ? err.message : String(err), false);
         return findings;
       }
-      const expected = senderAddress(input.instance, settings.senderDomain);
-      if (ownershipOf(current, settings) === 'customer') {
+      const managedOn = (domain: string) =>
+        ownershipOf(current, { relayHost: settings.relayHost, senderDomain: domain }) === 'managed';
+      let ownership = ownershipOf(current, settings);
+      if (ownership === 'customer' && customDomain && managedOn(customDomain)) ownership = 'managed';
+      if (ownership === 'customer' && input.sendingDomain === undefined && subaccountId !== null) {
+        // The caller does not know the recorded domain: a verified domain of the instance's own subaccount is ours.
+        const at = (current.address ?? '').lastIndexOf('@');
+        const domain = at > 0 ? (current.address ?? '').slice(at + 1).toLowerCase() : '';
+        if (domain && managedOn(domain) && (await sendingDomainState(subaccountId, domain)) === 'verified') {
+          ownership = 'managed';
+          expectedDomain = domain;
+        }
+      }
+      const expected = senderAddress(input.instance, expectedDomain);
+      if (ownership === 'customer') {
         add(
           'site-config',
           false,
@@ -222,12 +301,17 @@ export function createOperationActivities(deps: ActivityDeps) {
       return { keyId: created.id, secretVersion };
     },
 
-    /** Writes the site configuration with the key held by `secretVersion`. */
+    /** Writes the site configuration with the key held by `secretVersion` (sender on `senderDomain` when given). */
     async applyKeyToSiteConfig(
-      input: SiteRef & { instance: string; secretVersion: string; senderName?: string },
+      input: SiteRef & { instance: string; secretVersion: string; senderName?: string; senderDomain?: string },
     ): Promise<void> {
       const { data: key } = await secrets.access(input.secretVersion);
-      await writeManagedConfig(input, { instance: input.instance, senderName: input.senderName, key });
+      await writeManagedConfig(input, {
+        instance: input.instance,
+        senderName: input.senderName,
+        key,
+        senderDomain: input.senderDomain,
+      });
     },
 
     /** Revokes every send key but `keep` and destroys every enabled secret version but `keepVersion`. */
@@ -248,11 +332,23 @@ export function createOperationActivities(deps: ActivityDeps) {
      * and version is revoked or destroyed. Returns the version that now holds the old key.
      */
     async rollbackKeyRotation(
-      input: SiteRef & { instance: string; gcpProject: string; subaccountId: number; old: KeyRef; senderName?: string },
+      input: SiteRef & {
+        instance: string;
+        gcpProject: string;
+        subaccountId: number;
+        old: KeyRef;
+        senderName?: string;
+        senderDomain?: string;
+      },
     ): Promise<KeyRef> {
       const secretName = sendKeySecretName(input.gcpProject);
       const { data: oldKey } = await secrets.access(input.old.secretVersion);
-      await writeManagedConfig(input, { instance: input.instance, senderName: input.senderName, key: oldKey });
+      await writeManagedConfig(input, {
+        instance: input.instance,
+        senderName: input.senderName,
+        key: oldKey,
+        senderDomain: input.senderDomain,
+      });
       const latest = await secrets.accessIfExists(`${secretName}/versions/latest`);
       const holder = latest && latest.data === oldKey ? latest.name : await secrets.addVersion(secretName, oldKey);
       await destroyAllBut(secretName, holder);

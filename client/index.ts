@@ -9,10 +9,16 @@ import type { CheckResult, EnableSpec, InstanceState, InstanceStatus } from '../
 import {
   checkUpdate,
   disableSignal,
+  domainStatusQuery,
+  domainWorkflowIdFor,
   enableSignal,
+  ipPoolUpdate,
   managedSmtpWorkflow,
   rotateKeyUpdate,
+  sendingDomainUpdate,
   statusQuery,
+  verifySendingDomainSignal,
+  type DomainWorkflowStatus,
 } from '../workflows';
 
 /** The default task queue (MANAGED_SMTP_TASK_QUEUE). */
@@ -63,6 +69,14 @@ export class WaitTimeoutError extends Error {
     super(`timed out after ${seconds}s waiting for ${instance}${where}`);
     this.name = 'WaitTimeoutError';
   }
+}
+
+/** Options of a sending-domain addition. */
+export interface AddSendingDomainOptions {
+  /** Seconds between verification checks (default 6 h). */
+  recheckSeconds?: number;
+  /** Seconds to wait for verification before giving up and deleting the domain (default 13 days). */
+  maxWaitSeconds?: number;
 }
 
 /** A request that was sent. */
@@ -155,6 +169,105 @@ export class ManagedSmtpClient {
     const handle = this.temporal.workflow.getHandle(workflowId);
     const { requestId } = await this.update(instance, () =>
       handle.executeUpdate(rotateKeyUpdate, { args: [{ requestId: randomUUID() }] }),
+    );
+    return { instance, requestId, workflowId };
+  }
+
+  /**
+   * Adds a custom sending domain. The instance's workflow starts `managed-smtp-domain/<instance>`, which creates the
+   * domain and waits for its DNS verification; the returned request finishes when the sender switched (or it failed).
+   */
+  async addSendingDomain(
+    instance: string,
+    domain: string,
+    opts: AddSendingDomainOptions = {},
+  ): Promise<RequestHandle & { domainWorkflowId: string }> {
+    const workflowId = workflowIdFor(instance);
+    const handle = this.temporal.workflow.getHandle(workflowId);
+    const r = await this.update(instance, () =>
+      handle.executeUpdate(sendingDomainUpdate, {
+        args: [{ requestId: randomUUID(), action: 'add', domain, ...opts }],
+      }),
+    );
+    return { instance, requestId: r.requestId, workflowId, domainWorkflowId: r.workflowId ?? '' };
+  }
+
+  /**
+   * Removes the custom sending domain: a verified one after the sender went back to the shared domain; one still
+   * waiting for verification by cancelling its workflow (which deletes it). Wait on the returned request.
+   */
+  async removeSendingDomain(
+    instance: string,
+  ): Promise<RequestHandle & { accepted: 'removal-queued' | 'verification-cancelled' | 'verification-started' }> {
+    const workflowId = workflowIdFor(instance);
+    const handle = this.temporal.workflow.getHandle(workflowId);
+    const r = await this.update(instance, () =>
+      handle.executeUpdate(sendingDomainUpdate, { args: [{ requestId: randomUUID(), action: 'remove' }] }),
+    );
+    return { instance, requestId: r.requestId, workflowId, accepted: r.accepted };
+  }
+
+  /** Asks the waiting domain workflow to check verification now. */
+  async verifySendingDomain(instance: string): Promise<{ workflowId: string }> {
+    const workflowId = domainWorkflowIdFor(instance);
+    try {
+      await this.temporal.workflow.getHandle(workflowId).signal(verifySendingDomainSignal);
+    } catch (err) {
+      if (err instanceof WorkflowNotFoundError) {
+        throw new RequestRejectedError(`no sending domain of ${instance} is waiting for verification`);
+      }
+      throw err;
+    }
+    return { workflowId };
+  }
+
+  /** What the domain workflow is doing (checks made, next check), or null when none is running. */
+  async domainWorkflowStatus(instance: string): Promise<DomainWorkflowStatus | null> {
+    const handle = this.temporal.workflow.getHandle(domainWorkflowIdFor(instance));
+    try {
+      const d = await handle.describe();
+      if (d.status.name !== 'RUNNING') return null;
+      return await handle.query(domainStatusQuery);
+    } catch (err) {
+      if (err instanceof WorkflowNotFoundError) return null;
+      throw err;
+    }
+  }
+
+  /**
+   * Waits until the domain of request `handle` has its DNS records (or is verified already), or the request ended.
+   * Returns the status then.
+   */
+  async waitForDnsRecords(handle: RequestHandle, opts: WaitOptions = {}): Promise<InstanceStatus> {
+    const timeoutMs = opts.timeoutMs ?? 120_000;
+    const deadline = Date.now() + timeoutMs;
+    let last: InstanceStatus | null = null;
+    while (Date.now() < deadline) {
+      last = await this.status(handle.instance);
+      const d = last.sendingDomain;
+      const mine = d && d.requestId === handle.requestId ? d : null;
+      if (mine && (mine.dnsRecords.length > 0 || mine.verifiedAt)) return last;
+      if (last.requests.find((r) => r.id === handle.requestId)?.finishedAt) return last;
+      await sleep(Math.min(opts.pollMs ?? 300, Math.max(0, deadline - Date.now())));
+    }
+    throw new WaitTimeoutError(handle.instance, last, Math.round(timeoutMs / 1000));
+  }
+
+  /** Queues assigning IP pool `pool` to the instance's subaccount (creating the pool when `create`). */
+  async assignIpPool(instance: string, pool: string, create: boolean): Promise<RequestHandle> {
+    return this.ipPool(instance, pool, create);
+  }
+
+  /** Queues removing the subaccount's dedicated IP pool. */
+  async unassignIpPool(instance: string): Promise<RequestHandle> {
+    return this.ipPool(instance, null, false);
+  }
+
+  private async ipPool(instance: string, pool: string | null, create: boolean): Promise<RequestHandle> {
+    const workflowId = workflowIdFor(instance);
+    const handle = this.temporal.workflow.getHandle(workflowId);
+    const { requestId } = await this.update(instance, () =>
+      handle.executeUpdate(ipPoolUpdate, { args: [{ requestId: randomUUID(), pool, create }] }),
     );
     return { instance, requestId, workflowId };
   }

@@ -76,6 +76,10 @@ function formatStatus(s: InstanceStatus): string {
     ['send key id', s.keyId ?? '-'],
     ['secret version', s.secretVersion ?? '-'],
     ['sender', s.sender ?? '-'],
+    ...(s.sendingDomain
+      ? [['sending domain', `${s.sendingDomain.domain} (${s.sendingDomain.state})`] as [string, string]]
+      : []),
+    ...(s.ipPool ? [['ip pool', s.ipPool] as [string, string]] : []),
     [
       'last test email',
       s.lastTestEmail

@@ -29,7 +29,14 @@ export type Step =
   | 'release-subaccount'
   | 'mint-new-key'
   | 'retire-old-key'
-  | 'restore-old-key';
+  | 'restore-old-key'
+  | 'switch-sender'
+  | 'restore-sender'
+  | 'delete-sending-domain'
+  | 'assign-ip-pool';
+
+/** Steps of the sending-domain workflow (`managed-smtp-domain/<instance>`), shown in its ManagedSmtpStep. */
+export type DomainStep = 'create-sending-domain' | 'wait-domain-verification' | 'delete-sending-domain';
 
 /** What an operator asked enable to provision. Holds no secret: only where secrets live. */
 export interface EnableSpec {
@@ -68,7 +75,7 @@ export interface TestEmailRecord {
 /** One request the workflow received, newest last. */
 export interface RequestRecord {
   id: string;
-  kind: 'enable' | 'disable' | 'rotate';
+  kind: 'enable' | 'disable' | 'rotate' | 'sending-domain' | 'ip-pool';
   receivedAt: string;
   /** Unset while queued or running. */
   finishedAt?: string;
@@ -103,6 +110,73 @@ export interface RotationRecord {
   ok: boolean;
   message: string;
 }
+
+/** The outcome of the last sending-domain or IP-pool change (same shape as a rotation record). */
+export type OperationRecord = RotationRecord;
+
+/** A DNS record the customer must publish for a sending domain to verify. Public data, no secret. */
+export interface DnsRecord {
+  type: 'TXT' | 'CNAME';
+  /** Fully qualified name, e.g. `scph0125._domainkey.mail.acme.com`. */
+  name: string;
+  value: string;
+  /** What the record is for. */
+  purpose: string;
+}
+
+/**
+ * Where a custom sending domain is: `pending-verification` (created at SparkPost, DNS records not verified yet, the
+ * sender is still on the shared domain), `active` (verified; the sender is `noreply+<instance>@<domain>` whenever
+ * the instance is provisioned), `removing` (the sender went back, or is going back, to the shared domain).
+ */
+export type SendingDomainState = 'pending-verification' | 'active' | 'removing';
+
+/** The instance's custom sending domain. */
+export interface SendingDomainInfo {
+  domain: string;
+  state: SendingDomainState;
+  dnsRecords: DnsRecord[];
+  requestedAt: string;
+  verifiedAt?: string;
+  /** The request that added it (the `sending-domain add` request id). */
+  requestId: string;
+  /** The workflow that waits for verification, while one does. */
+  workflowId?: string;
+}
+
+/** The `sendingDomain` update's payload: add a domain (starts the verification workflow) or remove it. */
+export type SendingDomainRequest =
+  | {
+      requestId: string;
+      action: 'add';
+      domain: string;
+      /** Seconds between verification checks (default 6 h). */
+      recheckSeconds?: number;
+      /** Give up after this many seconds unverified (default 13 days). */
+      maxWaitSeconds?: number;
+    }
+  | { requestId: string; action: 'remove' };
+
+/** What the `sendingDomain` update returns: the request to wait for, and the verification workflow if one runs. */
+export interface SendingDomainAccepted {
+  requestId: string;
+  workflowId?: string;
+  /** What the update did: started verification, queued a removal, or cancelled a pending verification. */
+  accepted: 'verification-started' | 'removal-queued' | 'verification-cancelled';
+}
+
+/** The `ipPool` update's payload: assign `pool` (creating it when `create`), or unassign with `pool: null`. */
+export interface IpPoolRequest {
+  requestId: string;
+  pool: string | null;
+  create: boolean;
+}
+
+/** Lowercase hostname of at least two labels, as SparkPost accepts for sending domains. */
+export const SENDING_DOMAIN_PATTERN = /^(?=.{4,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/;
+
+/** An IP pool id as SparkPost derives it from a name: at most 20 of `[a-z0-9_]`. */
+export const IP_POOL_PATTERN = /^[a-z0-9_]{1,20}$/;
 
 /** A bounce-rate alert raised (or cleared) by the bounce alert workflow. */
 export interface DeliverabilityAlert {
@@ -160,4 +234,15 @@ export interface InstanceStatus {
   deliverabilityAlert?: DeliverabilityAlert | null;
   /** GDPR deletions filed for this instance, oldest first (bounded). */
   gdprAudit?: GdprAuditRecord[];
+  /** The custom sending domain, if one was added (absent on instances from before sending domains existed). */
+  sendingDomain?: SendingDomainInfo | null;
+  /**
+   * The dedicated IP pool assigned to the subaccount: a pool id, null when explicitly none (check enforces that the
+   * subaccount has none), absent when managed-smtp never managed it (check leaves the subaccount's pool alone).
+   */
+  ipPool?: string | null;
+  /** The last sending-domain change (add, verification, switch, removal, cancellation). */
+  lastSendingDomainChange?: OperationRecord | null;
+  /** The last IP pool assignment or unassignment. */
+  lastIpPoolChange?: OperationRecord | null;
 }

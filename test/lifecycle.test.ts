@@ -253,13 +253,11 @@ describe('enable/disable lifecycle', { timeout: 240_000 }, () => {
     test(`a failure at ${c.step} compensates everything and ends failed`, async () => {
       const name = `fail-${c.step}`;
       const i = world.stack.addInstance(name, { config: ORIGINAL_CONFIG });
-      const fault = new FaultSwitch();
+      // A permanent error for the step itself, which then lifts so compensations (which may call the same method,
+      // e.g. restoring the config) can run.
+      const fault = new FaultSwitch(1);
       const faulty = await world.lane(c.wrap(world, fault));
-      // The fault is permanent for the step itself, then lifts so compensations (which may call the same
-      // method, e.g. restoring the config) can run.
       const handle = await faulty.client.enable(i.name, specFor(i));
-      for (let n = 0; n < 200 && fault.tripped === 0; n++) await new Promise((r) => setTimeout(r, 25));
-      fault.on = false;
       const status = await faulty.client.waitFor(handle, { timeoutMs: 90_000, pollMs: 200 });
       assert.equal(fault.tripped, 1, 'a permanent error is not retried');
       assert.equal(status.state, 'failed');

@@ -204,7 +204,7 @@ describe('check, enforce, rotate, stuck', { timeout: 300_000 }, () => {
 
   for (const c of interruptions) {
     test(`rotation interrupted at ${c.step} leaves the old key working`, async () => {
-      const fault = new FaultSwitch();
+      const fault = new FaultSwitch(1); // fails once: the rollback itself may call the same method
       fault.on = false;
       const faulty = await world.lane(c.wrap(world, fault));
       const i = await activeInstance(`rot-${c.step}`, faulty);
@@ -212,8 +212,6 @@ describe('check, enforce, rotate, stuck', { timeout: 300_000 }, () => {
       const old = assertHealthy(i, id);
       fault.on = true;
       const handle = await faulty.client.rotateKey(i.name);
-      for (let n = 0; n < 200 && fault.tripped === 0; n++) await new Promise((r) => setTimeout(r, 25));
-      fault.on = false; // the rollback itself may call the same method
       const status = await faulty.client.waitFor(handle, { timeoutMs: 60_000 });
       assert.equal(status.state, 'active');
       assert.equal(status.lastRotation?.ok, false);
@@ -246,10 +244,10 @@ describe('check, enforce, rotate, stuck', { timeout: 300_000 }, () => {
     world.stack.sparkpost.setSubaccountStatus(idA, 'suspended');
     world.stack.sourcegraph.humanEdit(b.name, (t) => t.replace(/"noreply\+[^"]+"/, '"x@cloud.sourcegraph.com"'));
 
-    const budgeted = await cli('--json', 'check-fleet', '--budget', '2');
+    const budgeted = await cli('--json', 'check-fleet', '--budget', '3');
     assert.equal(budgeted.code, 0, budgeted.err);
     const small = JSON.parse(budgeted.out);
-    assert.equal(small.checked + small.errors.length, 1, 'a budget of 2 requests allows one check');
+    assert.equal(small.checked + small.errors.length, 1, 'a budget of 3 requests allows one check');
     assert.ok(small.deferred >= 2);
 
     const r = await cli('--json', 'check-fleet', '--enforce', '--concurrency', '3');

@@ -11,8 +11,8 @@ import type { Finding, InstanceStatus } from '../lib/types';
 import { PROVISIONING } from './policies';
 import { disableSignal, enableSignal } from './index';
 
-/** SparkPost requests one instance check makes (get subaccount, list keys), for the budget. */
-export const SPARKPOST_REQUESTS_PER_CHECK = 2;
+/** SparkPost requests one instance check makes (get subaccount, list keys, sending domain), for the budget. */
+export const SPARKPOST_REQUESTS_PER_CHECK = 3;
 
 /** Options of a fleet check. */
 export interface FleetCheckInput {
@@ -36,7 +36,11 @@ export interface FleetCheckReport {
   errors: Array<{ instance: string; error: string }>;
 }
 
-const acts = proxyActivities<Activities>({ ...PROVISIONING, retry: { ...PROVISIONING.retry, maximumAttempts: 5 } });
+// Listing a large fleet queries every instance and does not heartbeat: a longer timeout and no heartbeat timeout.
+const acts = proxyActivities<Activities>({
+  startToCloseTimeout: '10m',
+  retry: { ...PROVISIONING.retry, maximumAttempts: 5 },
+});
 
 /** Checks (and with `enforce`, repairs) every idle active or disabled instance. */
 export async function fleetCheckWorkflow(input: FleetCheckInput): Promise<FleetCheckReport> {
@@ -67,6 +71,8 @@ export async function fleetCheckWorkflow(input: FleetCheckInput): Promise<FleetC
         spec: s.spec,
         subaccountId: s.subaccountId,
         keyId: s.keyId,
+        sendingDomain: s.sendingDomain ? { domain: s.sendingDomain.domain, state: s.sendingDomain.state } : null,
+        ...(s.ipPool !== undefined ? { ipPool: s.ipPool } : {}),
       });
     } catch (err) {
       report.errors.push({ instance: s.instance, error: err instanceof Error ? err.message : String(err) });

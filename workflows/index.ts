@@ -8,6 +8,10 @@
  * - `disable` (signal) runs the compensating steps: restore the config keys enable replaced, revoke the send key,
  *   delete the secret, suspend the subaccount. A disable that arrives while enable is stuck cancels it first.
  * - `status` (query) returns the state; search attributes and the Web UI's current details say the same in words.
+ * - `sendingDomain` (update) adds a custom sending domain, verified by its own workflow (`workflows/domains.ts`) so
+ *   that days of waiting never block this queue; once verified, the sender switch runs here, serialised with the
+ *   rest. `ipPool` (update) assigns or unassigns the subaccount's dedicated IP pool. Both are recorded in the status,
+ *   used by every later (re-)provisioning and covered by the invariant check.
  *
  * Workflow code is deterministic and does no I/O: everything that touches the world is an activity.
  */
@@ -20,12 +24,16 @@ import {
   defineQuery,
   defineSignal,
   defineUpdate,
+  getExternalWorkflowHandle,
   isCancellation,
+  ParentClosePolicy,
   proxyActivities,
   setCurrentDetails,
   setHandler,
+  startChild,
   upsertSearchAttributes,
   workflowInfo,
+  type ActivityOptions,
 } from '@temporalio/workflow';
 import type { Activities, SiteRef } from '../activities';
 import { instanceNameProblem } from '../lib/instance';
@@ -40,10 +48,20 @@ import type {
   EnableSpec,
   InstanceState,
   InstanceStatus,
+  IpPoolRequest,
   RequestRecord,
+  SendingDomainAccepted,
+  SendingDomainRequest,
   Step,
 } from '../lib/types';
+import { IP_POOL_PATTERN, SENDING_DOMAIN_PATTERN } from '../lib/types';
 import { COMPENSATION, PROVISIONING, TEST_EMAIL } from './policies';
+import {
+  domainWorkflowIdFor,
+  managedSmtpDomainWorkflow,
+  sendingDomainEventSignal,
+  type SendingDomainEvent,
+} from './domains';
 
 /** Starts or re-runs provisioning. */
 export const enableSignal = defineSignal<[EnableRequest]>('enable');
@@ -59,12 +77,21 @@ export const rotateKeyUpdate = defineUpdate<{ requestId: string }, [{ requestId:
 export const deliverabilityAlertSignal = defineSignal<[DeliverabilityAlert]>('deliverabilityAlert');
 /** Appends a GDPR deletion to the instance's audit trail (sent by the GDPR deletion workflow). */
 export const gdprAuditSignal = defineSignal<[GdprAuditRecord]>('gdprAudit');
+/**
+ * Adds a custom sending domain (starts `managed-smtp-domain/<instance>`, which waits for DNS verification) or
+ * removes it (the sender goes back to the shared domain first; a domain still waiting is cancelled and deleted).
+ */
+export const sendingDomainUpdate = defineUpdate<SendingDomainAccepted, [SendingDomainRequest]>('sendingDomain');
+/** Queues an IP pool assignment (or, with `pool: null`, unassignment); returns the request id at once. */
+export const ipPoolUpdate = defineUpdate<{ requestId: string }, [IpPoolRequest]>('ipPool');
 
 /** A request waiting to run. */
 export type QueuedRequest =
   | { kind: 'enable'; request: EnableRequest }
   | { kind: 'disable'; request: DisableRequest }
-  | { kind: 'rotate'; request: { requestId: string } };
+  | { kind: 'rotate'; request: { requestId: string } }
+  | { kind: 'sending-domain'; request: { requestId: string; action: 'switch' | 'remove' } }
+  | { kind: 'ip-pool'; request: IpPoolRequest };
 
 /** State carried across continue-as-new. */
 export interface CarriedState {
@@ -101,6 +128,10 @@ const STEP_TEXT: Record<Step, string> = {
   'mint-new-key': 'minting a new send key and storing it as a new secret version',
   'retire-old-key': 'revoking the old send key and destroying its secret version',
   'restore-old-key': 'rotation failed: putting the old key back in place',
+  'switch-sender': 'switching email.address to the verified custom sending domain',
+  'restore-sender': 'switching email.address back to the shared sending domain',
+  'delete-sending-domain': 'deleting the custom sending domain at SparkPost',
+  'assign-ip-pool': "setting the SparkPost subaccount's dedicated IP pool",
 };
 const ENABLE_STEPS: Step[] = [
   'inspect-site-config',
@@ -110,7 +141,14 @@ const ENABLE_STEPS: Step[] = [
   'send-test-email',
 ];
 
+/**
+ * Sending-domain and IP-pool changes retry transient errors for a few minutes, not forever: they run in the queue, and
+ * a vendor outage must end in a clean rollback rather than hold up disable or rotate behind them.
+ */
+const DAY_TWO: ActivityOptions = { ...PROVISIONING, retry: { ...PROVISIONING.retry, maximumAttempts: 8 } };
+
 const provisioning = proxyActivities<Activities>(PROVISIONING);
+const dayTwo = proxyActivities<Activities>(DAY_TWO);
 const testing = proxyActivities<Activities>(TEST_EMAIL);
 const compensating = proxyActivities<Activities>(COMPENSATION);
 
@@ -145,6 +183,8 @@ function emptyStatus(instance: string): InstanceStatus {
     previousSettings: null,
     updatedAt: new Date().toISOString(),
     requests: [],
+    sendingDomain: null,
+    ipPool: null,
   };
 }
 
@@ -161,6 +201,8 @@ class Instance {
   readonly status: InstanceStatus;
   readonly queue: QueuedRequest[];
   private enableScope: CancellationScope | null = null;
+  /** What a day-two step belongs to, for the Web UI (enable steps show their position instead). */
+  private operation: string | null = null;
 
   constructor(input: ManagedSmtpInput) {
     this.status = input.carried?.status ?? emptyStatus(input.instance);
@@ -186,15 +228,25 @@ class Instance {
     const lines = [`**${s.instance}**: ${s.state}`];
     if (s.step) {
       const n = ENABLE_STEPS.indexOf(s.step);
-      const position = n >= 0 ? `step ${n + 1}/${ENABLE_STEPS.length}` : 'undoing';
+      const position = this.operation ?? (n >= 0 ? `step ${n + 1}/${ENABLE_STEPS.length}` : 'undoing');
       lines.push(`${position} \`${s.step}\`: ${STEP_TEXT[s.step]}`);
     }
+    const d = s.sendingDomain;
     const facts = [
       s.subaccountId !== null ? `subaccount ${s.subaccountId}` : null,
       s.secretVersion ? `secret ${s.secretVersion}` : null,
       s.sender ? `sender ${s.sender}` : null,
+      d ? `sending domain ${d.domain} (${d.state})` : null,
+      s.ipPool ? `IP pool ${s.ipPool}` : null,
     ].filter(Boolean);
     if (facts.length) lines.push(facts.join(' · '));
+    if (d?.state === 'pending-verification' && !d.verifiedAt) {
+      const publish = d.dnsRecords.map((r) => `${r.type} \`${r.name}\``).join(', ');
+      lines.push(
+        `waiting for DNS verification of ${d.domain} in \`${d.workflowId ?? domainWorkflowIdFor(s.instance)}\`` +
+          (publish ? `: publish ${publish}` : ''),
+      );
+    }
     if (s.lastTestEmail)
       lines.push(`last test email ${s.lastTestEmail.ok ? 'passed' : 'failed'} at ${s.lastTestEmail.at}`);
     if (s.error) lines.push(`error: ${s.error}`);
@@ -267,6 +319,142 @@ class Instance {
     if (audit.length > MAX_AUDIT_RECORDS) audit.shift();
   }
 
+  private finishWith(id: string, outcome?: string): void {
+    const rec = this.status.requests.find((r) => r.id === id);
+    if (rec && !rec.finishedAt) {
+      rec.finishedAt = new Date().toISOString();
+      rec.outcome = outcome ?? this.status.state;
+    }
+  }
+
+  /** Rejects a sending-domain request that cannot run now (the update validator). */
+  validateSendingDomain(req: SendingDomainRequest): void {
+    const s = this.status;
+    const d = s.sendingDomain ?? null;
+    if (!req || typeof req.requestId !== 'string' || req.requestId === '') throw new Error('missing requestId');
+    if (req.action === 'add') {
+      if (typeof req.domain !== 'string' || !SENDING_DOMAIN_PATTERN.test(req.domain)) {
+        throw new Error(`invalid domain ${JSON.stringify(req.domain)}: must be a lowercase domain name`);
+      }
+      if (s.state !== 'active' || s.subaccountId === null || !s.spec || !s.secretVersion) {
+        throw new Error(`${s.instance} is ${s.state}: a sending domain can only be added to an active instance`);
+      }
+      if (d) throw new Error(`${s.instance} already has sending domain ${d.domain} (${d.state}); remove it first`);
+      return;
+    }
+    if (req.action !== 'remove') throw new Error('action must be add or remove');
+    if (!d) throw new Error(`${s.instance} has no custom sending domain`);
+    if (d.state === 'pending-verification' && !d.verifiedAt) return; // cancelling the wait is always possible
+    if (s.state !== 'active' && s.state !== 'disabled') {
+      throw new Error(`${s.instance} is ${s.state}: remove the sending domain once it is active or disabled`);
+    }
+    if (this.queue.some((q) => q.kind === 'sending-domain' && q.request.action === 'remove')) {
+      throw new Error(`the removal of ${d.domain} is already queued`);
+    }
+  }
+
+  /** Starts the verification workflow, cancels it, or queues a removal. */
+  async onSendingDomain(req: SendingDomainRequest): Promise<SendingDomainAccepted> {
+    const s = this.status;
+    if (req.action === 'add') {
+      const workflowId = domainWorkflowIdFor(s.instance);
+      const subaccountId = s.subaccountId!;
+      this.record('sending-domain', req.requestId);
+      s.sendingDomain = {
+        domain: req.domain,
+        state: 'pending-verification',
+        dnsRecords: [],
+        requestedAt: new Date().toISOString(),
+        requestId: req.requestId,
+        workflowId,
+      };
+      setCurrentDetails(this.details());
+      try {
+        // An abandoned child: it outlives continue-as-new of this workflow and reports back by signal.
+        await CancellationScope.nonCancellable(() =>
+          startChild(managedSmtpDomainWorkflow, {
+            workflowId,
+            args: [
+              {
+                instance: s.instance,
+                subaccountId,
+                domain: req.domain,
+                requestId: req.requestId,
+                recheckSeconds: req.recheckSeconds,
+                maxWaitSeconds: req.maxWaitSeconds,
+              },
+            ],
+            parentClosePolicy: ParentClosePolicy.ABANDON,
+            typedSearchAttributes: [
+              { key: INSTANCE_KEY, value: s.instance },
+              { key: STEP_KEY, value: 'create-sending-domain' },
+            ],
+            staticSummary: `Sending domain ${req.domain} for ${s.instance}`,
+            staticDetails:
+              `Creates ${req.domain} on SparkPost subaccount ${subaccountId} with a DKIM key, waits for its DNS ` +
+              `verification, then managed-smtp/${s.instance} switches the sender to it`,
+          }),
+        );
+      } catch (err) {
+        const message = `could not start ${workflowId}: ${describeFailure(err)}`;
+        s.sendingDomain = null;
+        this.finishWith(req.requestId, `rejected: ${message}`);
+        setCurrentDetails(this.details());
+        throw ApplicationFailure.create({ message, nonRetryable: true });
+      }
+      return { requestId: req.requestId, workflowId, accepted: 'verification-started' };
+    }
+    const d = s.sendingDomain!;
+    if (d.state === 'pending-verification' && !d.verifiedAt) {
+      const workflowId = d.workflowId ?? domainWorkflowIdFor(s.instance);
+      // The domain workflow deletes the unverified domain and reports back with a `failed` event.
+      try {
+        await getExternalWorkflowHandle(workflowId).cancel();
+      } catch (err) {
+        throw ApplicationFailure.create({
+          message: `could not cancel ${workflowId}: ${describeFailure(err)}`,
+          nonRetryable: true,
+        });
+      }
+      return { requestId: d.requestId, workflowId, accepted: 'verification-cancelled' };
+    }
+    this.record('sending-domain', req.requestId);
+    this.queue.push({ kind: 'sending-domain', request: { requestId: req.requestId, action: 'remove' } });
+    return { requestId: req.requestId, accepted: 'removal-queued' };
+  }
+
+  /** Progress of the domain workflow: DNS records to show, verification (queues the switch), or its failure. */
+  onDomainEvent(e: SendingDomainEvent): void {
+    const s = this.status;
+    const d = s.sendingDomain;
+    if (!d || d.requestId !== e.requestId || d.domain !== e.domain) return; // stale: a request no longer tracked
+    if (e.event === 'created') {
+      d.dnsRecords = e.dnsRecords;
+    } else if (e.event === 'verified') {
+      if (d.verifiedAt) return; // a retried signal
+      d.verifiedAt = e.at;
+      delete d.workflowId;
+      this.queue.push({ kind: 'sending-domain', request: { requestId: e.requestId, action: 'switch' } });
+    } else {
+      s.sendingDomain = null;
+      s.lastSendingDomainChange = { requestId: e.requestId, at: e.at, ok: false, message: e.message };
+      this.finishWith(e.requestId);
+    }
+    setCurrentDetails(this.details());
+  }
+
+  /** Rejects an IP pool request that cannot run (the update validator). */
+  validateIpPool(req: IpPoolRequest): void {
+    const s = this.status;
+    if (!req || typeof req.requestId !== 'string' || req.requestId === '') throw new Error('missing requestId');
+    if (req.pool !== null && (typeof req.pool !== 'string' || !IP_POOL_PATTERN.test(req.pool))) {
+      throw new Error(`invalid pool ${JSON.stringify(req.pool)}: must be 1-20 of a-z, 0-9, _`);
+    }
+    if ((s.state !== 'active' && s.state !== 'disabled') || s.subaccountId === null) {
+      throw new Error(`${s.instance} is ${s.state}: IP pools can be changed on an active or disabled instance`);
+    }
+  }
+
   /** Runs the check activity; a repair goes through the queue like any other request. */
   async onCheck(req: { requestId: string; enforce: boolean }): Promise<CheckResult> {
     const s = this.status;
@@ -276,6 +464,8 @@ class Instance {
       spec: s.spec!,
       subaccountId: s.subaccountId,
       keyId: s.keyId,
+      sendingDomain: s.sendingDomain ? { domain: s.sendingDomain.domain, state: s.sendingDomain.state } : null,
+      ...(s.ipPool !== undefined ? { ipPool: s.ipPool } : {}),
     });
     const problems = findings.filter((f) => !f.ok);
     let repairRequestId: string | null = null;
@@ -322,6 +512,22 @@ class Instance {
     setHandler(disableSignal, (req) => this.onDisable(req));
     setHandler(deliverabilityAlertSignal, (alert) => this.onAlert(alert));
     setHandler(gdprAuditSignal, (record) => this.onGdprAudit(record));
+    setHandler(sendingDomainUpdate, (req) => this.onSendingDomain(req), {
+      validator: (req) => this.validateSendingDomain(req),
+    });
+    setHandler(
+      ipPoolUpdate,
+      (req) => {
+        this.record('ip-pool', req.requestId);
+        this.queue.push({
+          kind: 'ip-pool',
+          request: { requestId: req.requestId, pool: req.pool, create: !!req.create },
+        });
+        return { requestId: req.requestId };
+      },
+      { validator: (req) => this.validateIpPool(req) },
+    );
+    setHandler(sendingDomainEventSignal, (e) => this.onDomainEvent(e));
     if (this.status.requests.length === 0 && this.queue.length === 0) setCurrentDetails(this.details());
 
     for (;;) {
@@ -330,6 +536,10 @@ class Instance {
       if (next?.kind === 'enable') await this.enable(next.request);
       else if (next?.kind === 'disable') await this.disable(next.request);
       else if (next?.kind === 'rotate') await this.rotate(next.request.requestId);
+      else if (next?.kind === 'sending-domain' && next.request.action === 'switch') {
+        await this.switchSender(next.request.requestId);
+      } else if (next?.kind === 'sending-domain') await this.removeSendingDomain(next.request.requestId);
+      else if (next?.kind === 'ip-pool') await this.setIpPool(next.request);
       if (next) this.finish(next.request.requestId);
       if (this.queue.length === 0 && this.shouldContinueAsNew()) {
         await condition(allHandlersFinished);
@@ -382,7 +592,11 @@ class Instance {
       const outcome = await scope.run(async () => {
         const site = this.site();
         this.setState('provisioning', 'inspect-site-config');
-        const inspection = await provisioning.inspectSiteConfig(site);
+        const custom = this.status.sendingDomain;
+        // A sender on the instance's own custom domain is managed, not the customer's.
+        const inspection = await provisioning.inspectSiteConfig(
+          custom ? { ...site, customSenderDomain: custom.domain } : site,
+        );
         if (inspection.ownership === 'customer' && !spec.force) {
           this.status.error =
             `the instance already has its own SMTP settings (host ${inspection.smtpHost ?? 'unset'}, sender ` +
@@ -417,6 +631,8 @@ class Instance {
         const sub = await provisioning.ensureSubaccount({
           instance,
           knownId: this.status.subaccountId ?? existing?.id ?? null,
+          // The recorded pool is restored (a repair of pool drift); absent on instances that never managed one.
+          ...(this.status.ipPool !== undefined ? { ipPool: this.status.ipPool } : {}),
         });
         this.status.subaccountId = sub.id;
         if (sub.complianceStatus !== 'active') {
@@ -449,6 +665,7 @@ class Instance {
           instance,
           secretVersion: key.secretVersion,
           senderName: spec.senderName,
+          ...this.senderDomainArg(),
         });
         this.status.sender = sender;
 
@@ -512,6 +729,7 @@ class Instance {
     const old = { keyId: s.keyId, secretVersion: s.secretVersion };
     const base = { instance: s.instance, gcpProject: spec.gcpProject, subaccountId };
     s.error = null;
+    this.operation = 'key rotation';
     let fresh: { keyId: string; secretVersion: string } | null = null;
     try {
       this.setState('active', 'mint-new-key');
@@ -522,6 +740,7 @@ class Instance {
         instance: s.instance,
         secretVersion: fresh.secretVersion,
         senderName: spec.senderName,
+        ...this.senderDomainArg(),
       });
       this.setState('active', 'send-test-email');
       try {
@@ -544,6 +763,7 @@ class Instance {
                   ...base,
                   old,
                   senderName: spec.senderName,
+                  ...this.senderDomainArg(),
                 });
                 s.keyId = restored.keyId;
                 s.secretVersion = restored.secretVersion;
@@ -560,6 +780,7 @@ class Instance {
           : 'the old key is still in use');
       s.lastRotation = { requestId, at: new Date().toISOString(), ok: false, message };
       s.error = message;
+      this.operation = null;
       this.setState(problems.length ? 'failed' : 'active', null);
       return;
     }
@@ -575,7 +796,220 @@ class Instance {
       s.lastRotation = { requestId, at: new Date().toISOString(), ok: true, message };
       s.warnings.push(message);
     }
+    this.operation = null;
     this.setState('active', null);
+  }
+
+  /** `{ senderDomain }` when the sender is on a verified custom domain, else nothing (the shared domain). */
+  private senderDomainArg(): { senderDomain?: string } {
+    const d = this.status.sendingDomain;
+    return d && d.state === 'active' ? { senderDomain: d.domain } : {};
+  }
+
+  /** Sends the test email and records its outcome, passing a failure on. */
+  private async testEmail(site: SiteRef): Promise<void> {
+    try {
+      this.status.lastTestEmail = await testing.sendTestEmail(site);
+    } catch (err) {
+      if (!isCancellation(err)) {
+        this.status.lastTestEmail = { at: new Date().toISOString(), ok: false, message: describeFailure(err) };
+      }
+      throw err;
+    }
+  }
+
+  private domainResult(requestId: string, ok: boolean, message: string): void {
+    this.status.lastSendingDomainChange = { requestId, at: new Date().toISOString(), ok, message };
+  }
+
+  /**
+   * The domain is verified: write the sender on it and prove it with a test email. A failure puts the shared sender
+   * back and deletes the domain, so the instance is as it was before `sending-domain add`.
+   */
+  private async switchSender(requestId: string): Promise<void> {
+    const s = this.status;
+    const d = s.sendingDomain;
+    if (!d || d.requestId !== requestId) return;
+    if (s.state !== 'active' || !s.spec || !s.secretVersion || s.subaccountId === null) {
+      // Nothing to switch now; every later enable writes the sender on the verified domain.
+      d.state = 'active';
+      this.domainResult(requestId, true, `${d.domain} verified; ${s.instance} is ${s.state}, its next enable uses it`);
+      setCurrentDetails(this.details());
+      return;
+    }
+    const site = this.site();
+    const subaccountId = s.subaccountId;
+    const base = { ...site, instance: s.instance, secretVersion: s.secretVersion, senderName: s.spec.senderName };
+    s.error = null;
+    this.operation = 'sending domain';
+    try {
+      this.setState('active', 'switch-sender');
+      s.sender = (await dayTwo.applyManagedSiteConfig({ ...base, senderDomain: d.domain })).sender;
+      this.setState('active', 'send-test-email');
+      await this.testEmail(site);
+    } catch (err) {
+      const failedStep = s.step;
+      const why = describeFailure(err);
+      const problems = await CancellationScope.nonCancellable(async () => {
+        const restore = await this.undo(
+          [
+            {
+              step: 'restore-sender',
+              run: async () => {
+                s.sender = (await compensating.applyManagedSiteConfig(base)).sender;
+              },
+            },
+          ],
+          'active',
+        );
+        if (restore.length > 0) return restore; // the sender may still be on the domain: keep it
+        d.state = 'removing';
+        const del = await this.undo(
+          [
+            {
+              step: 'delete-sending-domain',
+              run: () => compensating.deleteSendingDomain({ subaccountId, domain: d.domain }),
+            },
+          ],
+          'active',
+        );
+        if (del.length === 0) s.sendingDomain = null;
+        return del;
+      });
+      const restoreFailed = problems.some((p) => p.startsWith('restore-sender'));
+      if (restoreFailed) d.state = 'active';
+      const message =
+        `switching the sender to ${d.domain} failed at ${failedStep}: ${why}; ` +
+        (problems.length
+          ? `could not undo ${problems.join('; ')}`
+          : 'the sender is back on the shared domain and the sending domain was deleted');
+      this.domainResult(requestId, false, message);
+      s.error = message;
+      this.operation = null;
+      this.setState(restoreFailed ? 'failed' : 'active', null);
+      return;
+    }
+    d.state = 'active';
+    this.domainResult(requestId, true, `${d.domain} verified; the sender is now ${s.sender}`);
+    this.operation = null;
+    this.setState('active', null);
+  }
+
+  /**
+   * Puts the sender back on the shared domain (proved with a test email) and only then deletes the domain. If the
+   * shared sender cannot be written or tested, the custom sender is put back and the domain kept.
+   */
+  private async removeSendingDomain(requestId: string): Promise<void> {
+    const s = this.status;
+    const d = s.sendingDomain;
+    if (!d) {
+      this.domainResult(requestId, true, 'no custom sending domain to remove');
+      return;
+    }
+    const before = d.state;
+    const subaccountId = s.subaccountId;
+    this.operation = 'sending domain';
+    d.state = 'removing';
+    if (s.state === 'active' && s.spec && s.secretVersion) {
+      const site = this.site();
+      const base = { ...site, instance: s.instance, secretVersion: s.secretVersion, senderName: s.spec.senderName };
+      s.error = null;
+      try {
+        this.setState('active', 'restore-sender');
+        s.sender = (await dayTwo.applyManagedSiteConfig(base)).sender;
+        this.setState('active', 'send-test-email');
+        await this.testEmail(site);
+      } catch (err) {
+        const failedStep = s.step;
+        const why = describeFailure(err);
+        const problems =
+          before === 'active'
+            ? await CancellationScope.nonCancellable(() =>
+                this.undo(
+                  [
+                    {
+                      step: 'switch-sender',
+                      run: async () => {
+                        s.sender = (
+                          await compensating.applyManagedSiteConfig({ ...base, senderDomain: d.domain })
+                        ).sender;
+                      },
+                    },
+                  ],
+                  'active',
+                ),
+              )
+            : [];
+        d.state = problems.length ? 'removing' : before;
+        const message =
+          `removing ${d.domain} failed at ${failedStep}: ${why}; ` +
+          (problems.length
+            ? `could not put the sender back: ${problems.join('; ')}`
+            : `the domain is kept and the sender is still ${s.sender}`);
+        this.domainResult(requestId, false, message);
+        s.error = message;
+        this.operation = null;
+        this.setState(problems.length ? 'failed' : 'active', null);
+        return;
+      }
+    }
+    if (subaccountId !== null) {
+      this.setState(s.state, 'delete-sending-domain');
+      try {
+        await dayTwo.deleteSendingDomain({ subaccountId, domain: d.domain });
+      } catch (err) {
+        const message =
+          `the sender no longer uses ${d.domain}, but deleting it at SparkPost failed: ${describeFailure(err)}; ` +
+          'run sending-domain remove again';
+        this.domainResult(requestId, false, message);
+        this.operation = null;
+        this.setState(s.state, null);
+        return;
+      }
+    }
+    s.sendingDomain = null;
+    this.domainResult(
+      requestId,
+      true,
+      `removed ${d.domain}; the sender is ${s.sender ?? 'not set (instance disabled)'}`,
+    );
+    this.operation = null;
+    this.setState(s.state, null);
+  }
+
+  /** Assigns (or unassigns) the subaccount's IP pool and records it; a failure changes nothing. */
+  private async setIpPool(req: IpPoolRequest): Promise<void> {
+    const s = this.status;
+    const subaccountId = s.subaccountId;
+    const at = () => new Date().toISOString();
+    if (subaccountId === null) {
+      s.lastIpPoolChange = {
+        requestId: req.requestId,
+        at: at(),
+        ok: false,
+        message: `${s.instance} has no subaccount`,
+      };
+      return;
+    }
+    const state = s.state;
+    const previous = s.ipPool ?? null;
+    this.operation = 'IP pool';
+    this.setState(state, 'assign-ip-pool');
+    try {
+      const r = await dayTwo.setIpPool({ subaccountId, pool: req.pool, create: req.create });
+      s.ipPool = r.pool;
+      const message = r.pool
+        ? `subaccount ${subaccountId} now sends from IP pool ${r.pool}${r.created ? ' (created)' : ''}`
+        : `subaccount ${subaccountId} no longer has a dedicated IP pool${previous ? ` (was ${previous})` : ''}`;
+      s.lastIpPoolChange = { requestId: req.requestId, at: at(), ok: true, message };
+    } catch (err) {
+      const what = req.pool ? `assigning IP pool ${req.pool}` : 'unassigning the IP pool';
+      const keeps = previous ? `IP pool ${previous}` : 'its previous pool';
+      const message = `${what} failed: ${describeFailure(err)}; subaccount ${subaccountId} keeps ${keeps}`;
+      s.lastIpPoolChange = { requestId: req.requestId, at: at(), ok: false, message };
+    }
+    this.operation = null;
+    this.setState(state, null);
   }
 
   private async disable(request: DisableRequest): Promise<void> {
@@ -624,3 +1058,4 @@ export async function managedSmtpWorkflow(input: ManagedSmtpInput): Promise<void
 export * from './fleet';
 export * from './gdpr';
 export * from './deliverability';
+export * from './domains';

@@ -7,6 +7,9 @@ export class FaultSwitch {
   on = true;
   /** How many calls failed because of it. */
   tripped = 0;
+
+  /** `limit`: the fault lifts by itself after failing that many calls (so a compensation calling the same method works). */
+  constructor(readonly limit = Infinity) {}
 }
 
 /** Returns a proxy of `target` whose `method` throws `error()` while `fault.on`. */
@@ -19,6 +22,7 @@ export function failing<T extends object>(target: T, method: keyof T, error: () 
       return async (...args: unknown[]) => {
         if (fault.on) {
           fault.tripped++;
+          if (fault.tripped >= fault.limit) fault.on = false;
           throw error();
         }
         return (value as (...a: unknown[]) => unknown).apply(obj, args);
