@@ -5,6 +5,7 @@
  * Secrets never leave an activity: the send key goes straight from SparkPost into Secret Manager, and activities that
  * need a key or an admin token read it from Secret Manager themselves.
  */
+import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { isVendorError } from '../lib/errors';
 import {
@@ -28,7 +29,7 @@ import {
 } from '../lib/site-config';
 import type { TestEmailRecord } from '../lib/types';
 import type { SecretStore } from '../vendors/secret-manager';
-import type { SourcegraphClient, SourcegraphClientOptions } from '../vendors/sourcegraph';
+import type { SourcegraphClientOptions } from '../vendors/sourcegraph';
 import type { SparkPostClient, Subaccount } from '../vendors/sparkpost';
 import type { Client } from '@temporalio/client';
 import { SITE_CONFIG_UNUSABLE, TEST_EMAIL_FAILED, withFailureMapping } from './failures';
@@ -37,6 +38,9 @@ import { createGdprActivities } from './gdpr';
 import { createDeliverabilityActivities } from './deliverability';
 import { createDomainActivities } from './domains';
 import { heartbeating } from './heartbeat';
+import { createSiteAccess, type SiteAccess, type SiteRef, type SourcegraphApi } from './site-access';
+
+export type { SiteRef, SourcegraphApi } from './site-access';
 import type { CodecKey } from '../lib/codec';
 
 /** The SparkPost calls the activities make. */
@@ -69,9 +73,6 @@ export type SecretsApi = Pick<
   'ensureSecret' | 'addVersion' | 'access' | 'accessIfExists' | 'listVersions' | 'destroyVersion' | 'deleteSecret'
 >;
 
-/** The Sourcegraph calls the activities make. */
-export type SourcegraphApi = Pick<SourcegraphClient, 'getSiteConfig' | 'editSiteConfig' | 'sendTestEmail'>;
-
 /** Settings from the worker's environment that shape what gets provisioned. */
 export interface ProvisioningSettings {
   /** Written into every instance's email.smtp.host. */
@@ -94,12 +95,6 @@ export interface ActivityDeps {
   temporal?: Client;
   /** Keys that open sealed GDPR recipient lists (MANAGED_SMTP_CODEC_KEYS); null/absent = none. */
   sealingKeys?: readonly CodecKey[] | null;
-}
-
-/** Where an instance's Sourcegraph is and which secret holds its admin token. */
-export interface SiteRef {
-  sourcegraphUrl: string;
-  adminTokenSecret: string;
 }
 
 /** What inspectSiteConfig found. */
@@ -136,6 +131,14 @@ function sameGrants(a: readonly string[], b: readonly string[]): boolean {
   return a.length === b.length && [...a].sort().join(',') === [...b].sort().join(',');
 }
 
+function activityAttempt(): number {
+  try {
+    return Context.current().info.attempt;
+  } catch {
+    return 1; // outside an activity
+  }
+}
+
 /** Builds the activities from injected clients. */
 export function createActivities(rawDeps: ActivityDeps) {
   // Every vendor call heartbeats first, so a killed worker's activity is retried after the heartbeat timeout.
@@ -147,10 +150,8 @@ export function createActivities(rawDeps: ActivityDeps) {
   };
   const { sparkpost, secrets, settings } = deps;
 
-  async function sourcegraphFor(site: SiteRef): Promise<SourcegraphApi> {
-    const { data: token } = await secrets.access(site.adminTokenSecret);
-    return deps.sourcegraph({ url: site.sourcegraphUrl, token: token.trim() });
-  }
+  const access: SiteAccess = createSiteAccess(secrets, deps.sourcegraph);
+  const sourcegraphFor = access.sourcegraphFor;
 
   function unusableConfig(err: unknown): never {
     const why = err instanceof Error ? err.message : String(err);
@@ -180,7 +181,9 @@ export function createActivities(rawDeps: ActivityDeps) {
      */
     async inspectSiteConfig(site: SiteRef & { customSenderDomain?: string }): Promise<SiteInspection> {
       const sg = await sourcegraphFor(site);
-      const { contents } = await sg.getSiteConfig();
+      const config = await sg.getSiteConfig();
+      access.rememberConfig(site, config);
+      const { contents } = config;
       let current: EmailSettings;
       try {
         current = readEmailSettings(contents);
@@ -215,6 +218,8 @@ export function createActivities(rawDeps: ActivityDeps) {
       instance: string;
       knownId: number | null;
       ipPool?: string | null;
+      /** The workflow's findSubaccount just found none: the first attempt may create without looking again. */
+      absentAtStart?: boolean;
     }): Promise<SubaccountRef> {
       let sub: Subaccount | null = null;
       if (input.knownId !== null) {
@@ -225,7 +230,11 @@ export function createActivities(rawDeps: ActivityDeps) {
         }
         if (sub && (sub.status === 'terminated' || sub.name !== input.instance)) sub = null;
       }
-      sub ??= await liveSubaccountByName(input.instance);
+      // A retry always looks: an earlier attempt's create may have been applied with its response lost.
+      const firstAttempt = activityAttempt() === 1;
+      if (!sub && !(input.absentAtStart && firstAttempt && input.knownId === null)) {
+        sub = await liveSubaccountByName(input.instance);
+      }
       const pool = input.ipPool;
       if (!sub) {
         const { id } = await sparkpost.createSubaccount(input.instance);
@@ -246,11 +255,26 @@ export function createActivities(rawDeps: ActivityDeps) {
      * in the same call (the full key is only returned once). Other send keys (orphans of interrupted attempts) are
      * revoked and older secret versions destroyed.
      */
-    async ensureSendKey(input: { instance: string; gcpProject: string; subaccountId: number }): Promise<SendKeyRef> {
+    async ensureSendKey(input: {
+      instance: string;
+      gcpProject: string;
+      subaccountId: number;
+      /** The subaccount was created by this enable: it can hold no key but ones this activity minted. */
+      freshSubaccount?: boolean;
+    }): Promise<SendKeyRef> {
       const secretName = sendKeySecretName(input.gcpProject);
-      await secrets.ensureSecret(input.gcpProject, SEND_KEY_SECRET_ID, sendKeySecretLabels(input.instance));
-      const keys = (await sparkpost.listApiKeys(input.subaccountId)).filter((k) => k.label === SEND_KEY_LABEL);
-      const latest = await secrets.accessIfExists(`${secretName}/versions/latest`);
+      const { created } = await secrets.ensureSecret(
+        input.gcpProject,
+        SEND_KEY_SECRET_ID,
+        sendKeySecretLabels(input.instance),
+      );
+      // A secret this call created has no versions, and no earlier attempt got as far as minting (minting comes
+      // after creating the secret); on a fresh subaccount there is then no key to find either.
+      const keys =
+        created && input.freshSubaccount
+          ? []
+          : (await sparkpost.listApiKeys(input.subaccountId)).filter((k) => k.label === SEND_KEY_LABEL);
+      const latest = created ? null : await secrets.accessIfExists(`${secretName}/versions/latest`);
 
       let keep: { keyId: string; secretVersion: string } | null = null;
       let minted = false;
@@ -270,8 +294,10 @@ export function createActivities(rawDeps: ActivityDeps) {
       for (const k of keys) {
         if (k.id !== keep.keyId && (await deleteKeyIfPresent(input.subaccountId, k.id))) revokedOrphans++;
       }
-      for (const v of await secrets.listVersions(secretName, { enabledOnly: true })) {
-        if (v.name !== keep.secretVersion) await secrets.destroyVersion(v.name);
+      if (!created) {
+        for (const v of await secrets.listVersions(secretName, { enabledOnly: true })) {
+          if (v.name !== keep.secretVersion) await secrets.destroyVersion(v.name);
+        }
       }
       return { ...keep, minted, revokedOrphans };
     },
@@ -293,13 +319,17 @@ export function createActivities(rawDeps: ActivityDeps) {
         password: key,
         authentication: 'PLAIN' as const,
       };
-      await sg.editSiteConfig((contents) => {
-        try {
-          return applyManagedSettings(contents, { address: sender, smtp, senderName: input.senderName });
-        } catch (err) {
-          return unusableConfig(err);
-        }
-      });
+      await sg.editSiteConfig(
+        (contents) => {
+          try {
+            return applyManagedSettings(contents, { address: sender, smtp, senderName: input.senderName });
+          } catch (err) {
+            return unusableConfig(err);
+          }
+        },
+        undefined,
+        access.takeConfig(input),
+      );
       return { sender };
     },
 
@@ -395,7 +425,11 @@ export function createActivities(rawDeps: ActivityDeps) {
     },
   };
   return {
-    ...withFailureMapping({ ...activities, ...createOperationActivities(deps), ...createDomainActivities(deps) }),
+    ...withFailureMapping({
+      ...activities,
+      ...createOperationActivities(deps, access),
+      ...createDomainActivities(deps),
+    }),
     // GDPR filing keeps progress in its heartbeat details: it gets the clients without the bare heartbeats.
     ...createGdprActivities({ sparkpost: rawDeps.sparkpost, sealingKeys: deps.sealingKeys ?? null }),
     ...createDeliverabilityActivities({

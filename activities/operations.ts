@@ -9,6 +9,7 @@ import { applyManagedSettings, ownershipOf, readEmailSettings, REDACTED } from '
 import type { EnableSpec, Finding, InstanceState, InstanceStatus, SendingDomainState } from '../lib/types';
 import { ManagedSmtpClient } from '../client';
 import type { ActivityDeps, SiteRef } from './index';
+import type { SiteAccess } from './site-access';
 import { SITE_CONFIG_UNUSABLE } from './failures';
 
 /** What the check needs to know about the instance (from its workflow state). */
@@ -38,13 +39,9 @@ function sameGrants(a: readonly string[], b: readonly string[]): boolean {
 }
 
 /** Day-two activities; `deps.temporal` is needed only by listManagedInstances. */
-export function createOperationActivities(deps: ActivityDeps) {
+export function createOperationActivities(deps: ActivityDeps, access: SiteAccess) {
   const { sparkpost, secrets, settings } = deps;
-
-  async function sourcegraphFor(site: SiteRef) {
-    const { data: token } = await secrets.access(site.adminTokenSecret);
-    return deps.sourcegraph({ url: site.sourcegraphUrl, token: token.trim() });
-  }
+  const sourcegraphFor = access.sourcegraphFor;
 
   async function writeManagedConfig(
     site: SiteRef,

@@ -163,10 +163,12 @@ export class SourcegraphClient {
   async editSiteConfig(
     edit: (contents: string) => string | null,
     maxAttempts = 5,
+    initial?: SiteConfig,
   ): Promise<{ id: number; changed: boolean }> {
     const attempts = Math.max(1, Math.floor(maxAttempts));
     for (let attempt = 1; attempt <= attempts; attempt++) {
-      const current = await this.getSiteConfig();
+      // `initial` (a config read moments ago) saves the first read; if it is stale, lastID makes the write fail.
+      const current = attempt === 1 && initial ? initial : await this.getSiteConfig();
       const next = edit(current.contents);
       if (next === null || next === current.contents) return { id: current.id, changed: false };
       try {

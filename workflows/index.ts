@@ -631,6 +631,7 @@ class Instance {
         const sub = await provisioning.ensureSubaccount({
           instance,
           knownId: this.status.subaccountId ?? existing?.id ?? null,
+          ...(terminate ? { absentAtStart: true } : {}),
           // The recorded pool is restored (a repair of pool drift); absent on instances that never managed one.
           ...(this.status.ipPool !== undefined ? { ipPool: this.status.ipPool } : {}),
         });
@@ -648,7 +649,12 @@ class Instance {
             { step: 'delete-secret', run: () => compensating.deleteSendKeySecret({ gcpProject: spec.gcpProject }) },
           );
         }
-        const key = await provisioning.ensureSendKey({ instance, gcpProject: spec.gcpProject, subaccountId: sub.id });
+        const key = await provisioning.ensureSendKey({
+          instance,
+          gcpProject: spec.gcpProject,
+          subaccountId: sub.id,
+          ...(terminate ? { freshSubaccount: true } : {}),
+        });
         this.status.keyId = key.keyId;
         this.status.secretVersion = key.secretVersion;
 

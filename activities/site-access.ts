@@ -1,0 +1,87 @@
+/**
+ * Access to an instance's Sourcegraph for the activities: the admin token read from Secret Manager (kept for a
+ * minute in worker memory, since one enable reads it in three activities), and the site configuration that
+ * inspectSiteConfig just read, reused as the first read of the edit that follows (a stale copy only costs a
+ * conflict and a re-read: the write carries its lastID). Nothing here leaves the worker process.
+ */
+import { VendorError, isVendorError } from '../lib/errors';
+import type { SecretStore } from '../vendors/secret-manager';
+import type { SiteConfig, SourcegraphClient, SourcegraphClientOptions } from '../vendors/sourcegraph';
+
+/** How long an admin token is reused. */
+export const TOKEN_TTL_MS = 60_000;
+/** How long a site configuration read by inspect is offered to the next edit. */
+export const CONFIG_TTL_MS = 30_000;
+
+/** Where an instance's Sourcegraph is and which secret holds its admin token. */
+export interface SiteRef {
+  sourcegraphUrl: string;
+  adminTokenSecret: string;
+}
+
+/** The Sourcegraph calls the activities make. */
+export type SourcegraphApi = Pick<SourcegraphClient, 'getSiteConfig' | 'editSiteConfig' | 'sendTestEmail'>;
+
+/** Builds the site access for one worker's activities. */
+export function createSiteAccess(
+  secrets: Pick<SecretStore, 'access'>,
+  sourcegraph: (opts: SourcegraphClientOptions) => SourcegraphApi,
+) {
+  const tokens = new Map<string, { token: string; until: number }>();
+  const configs = new Map<string, { config: SiteConfig; until: number }>();
+
+  /** A token from the cache dropped after a 401 makes the call retryable, so Temporal retries with a fresh read. */
+  function refreshOnAuthError(client: SourcegraphApi, secret: string): SourcegraphApi {
+    return new Proxy(client, {
+      get(target, prop, receiver) {
+        const value = Reflect.get(target, prop, receiver);
+        if (typeof value !== 'function') return value;
+        return async (...args: unknown[]) => {
+          try {
+            return await (value as (...a: unknown[]) => Promise<unknown>).apply(target, args);
+          } catch (err) {
+            if (!isVendorError(err, 'auth')) throw err;
+            tokens.delete(secret);
+            throw new VendorError({
+              vendor: 'sourcegraph',
+              kind: 'unavailable',
+              status: err.status,
+              message: `${err.message} (with a cached admin token; retrying with a fresh read)`,
+            });
+          }
+        };
+      },
+    });
+  }
+
+  return {
+    /** A client for the instance, authenticated with its admin token. */
+    async sourcegraphFor(site: SiteRef): Promise<SourcegraphApi> {
+      const cached = tokens.get(site.adminTokenSecret);
+      if (cached && cached.until > Date.now()) {
+        return refreshOnAuthError(
+          sourcegraph({ url: site.sourcegraphUrl, token: cached.token }),
+          site.adminTokenSecret,
+        );
+      }
+      const token = (await secrets.access(site.adminTokenSecret)).data.trim();
+      tokens.set(site.adminTokenSecret, { token, until: Date.now() + TOKEN_TTL_MS });
+      return sourcegraph({ url: site.sourcegraphUrl, token });
+    },
+
+    /** Offers a configuration just read to the next edit of the same instance. */
+    rememberConfig(site: SiteRef, config: SiteConfig): void {
+      configs.set(site.sourcegraphUrl, { config, until: Date.now() + CONFIG_TTL_MS });
+    },
+
+    /** The configuration offered for this instance, once. */
+    takeConfig(site: SiteRef): SiteConfig | undefined {
+      const c = configs.get(site.sourcegraphUrl);
+      configs.delete(site.sourcegraphUrl);
+      return c && c.until > Date.now() ? c.config : undefined;
+    },
+  };
+}
+
+/** The site access of one worker. */
+export type SiteAccess = ReturnType<typeof createSiteAccess>;
