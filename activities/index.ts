@@ -38,6 +38,7 @@ import { createGdprActivities } from './gdpr';
 import { createDeliverabilityActivities } from './deliverability';
 import { createDomainActivities } from './domains';
 import { heartbeating } from './heartbeat';
+import { reportingRetries } from './stuck';
 import { createSiteAccess, type SiteAccess, type SiteRef, type SourcegraphApi } from './site-access';
 
 export type { SiteRef, SourcegraphApi } from './site-access';
@@ -425,11 +426,14 @@ export function createActivities(rawDeps: ActivityDeps) {
     },
   };
   return {
-    ...withFailureMapping({
-      ...activities,
-      ...createOperationActivities(deps, access),
-      ...createDomainActivities(deps),
-    }),
+    ...reportingRetries(
+      withFailureMapping({
+        ...activities,
+        ...createOperationActivities(deps, access),
+        ...createDomainActivities(deps),
+      }),
+      deps.temporal,
+    ),
     // GDPR filing keeps progress in its heartbeat details: it gets the clients without the bare heartbeats.
     ...createGdprActivities({ sparkpost: rawDeps.sparkpost, sealingKeys: deps.sealingKeys ?? null }),
     ...createDeliverabilityActivities({

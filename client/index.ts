@@ -5,6 +5,7 @@ import { randomUUID } from 'node:crypto';
 import { Client, WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
 import { workflowIdFor, instanceFromWorkflowId } from '../lib/instance';
 import { INSTANCE_KEY, STATE_KEY } from '../lib/search-attributes';
+import { STUCK_AFTER_ATTEMPTS } from '../lib/types';
 import type { CheckResult, EnableSpec, InstanceState, InstanceStatus } from '../lib/types';
 import {
   checkUpdate,
@@ -53,8 +54,7 @@ export interface StuckInfo {
 /** A status with, for `list --stuck`, what it is stuck on. */
 export type ListedStatus = InstanceStatus & { stuck?: StuckInfo };
 
-/** Attempts after which a retrying step counts as stuck. */
-export const STUCK_AFTER_ATTEMPTS = 3;
+export { STUCK_AFTER_ATTEMPTS } from '../lib/types';
 
 /** Waiting for a request ran out of time. */
 export class WaitTimeoutError extends Error {

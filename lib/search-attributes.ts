@@ -14,13 +14,17 @@ export const STEP_KEY = defineSearchAttributeKey('ManagedSmtpStep', SearchAttrib
 /** True while the instance's bounce rate is over the alert threshold. */
 export const BOUNCE_ALERT_KEY = defineSearchAttributeKey('ManagedSmtpBounceAlert', SearchAttributeType.BOOL);
 
+/** True while the current step's activity keeps failing and retrying (set from its third attempt). */
+export const STUCK_KEY = defineSearchAttributeKey('ManagedSmtpStuck', SearchAttributeType.BOOL);
+
 /** Every attribute with its type name, as `temporal server start-dev --search-attribute` and the operator API take them. */
 export const SEARCH_ATTRIBUTES: Record<string, 'Keyword' | 'Text' | 'Int' | 'Double' | 'Bool' | 'Datetime'> = {
   [INSTANCE_KEY.name]: 'Keyword',
   [STATE_KEY.name]: 'Keyword',
   [STEP_KEY.name]: 'Keyword',
   [BOUNCE_ALERT_KEY.name]: 'Bool',
+  [STUCK_KEY.name]: 'Bool',
 };
 
 /** Every key, for test servers that take typed keys. */
-export const ALL_SEARCH_ATTRIBUTE_KEYS = [INSTANCE_KEY, STATE_KEY, STEP_KEY, BOUNCE_ALERT_KEY];
+export const ALL_SEARCH_ATTRIBUTE_KEYS = [INSTANCE_KEY, STATE_KEY, STEP_KEY, BOUNCE_ALERT_KEY, STUCK_KEY];

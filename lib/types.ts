@@ -83,6 +83,17 @@ export interface RequestRecord {
   outcome?: string;
 }
 
+/** Attempts after which a retrying step counts as stuck. */
+export const STUCK_AFTER_ATTEMPTS = 3;
+
+/** An activity telling its workflow it is retrying: what and how often, never why in detail (no secrets). */
+export interface StuckReport {
+  activity: string;
+  attempt: number;
+  /** When the report was sent (the step has been failing since before then). */
+  at: string;
+}
+
 /** One result of the invariant check. */
 export interface Finding {
   /** What was checked: subaccount, compliance, send-key, key-grants, secret, secret-matches-key, site-config. */
@@ -230,6 +241,8 @@ export interface InstanceStatus {
   lastCheck?: { at: string; problems: Finding[]; repairRequestId: string | null } | null;
   /** The last key rotation. */
   lastRotation?: RotationRecord | null;
+  /** Set while the current step's activity keeps retrying (reported by the activity from its third attempt). */
+  retrying?: StuckReport | null;
   /** The bounce-rate alert in force, if any. */
   deliverabilityAlert?: DeliverabilityAlert | null;
   /** GDPR deletions filed for this instance, oldest first (bounded). */

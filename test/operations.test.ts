@@ -306,11 +306,25 @@ describe('check, enforce, rotate, stuck', { timeout: 300_000 }, () => {
     assert.ok(mine.stuck.attempts >= 3);
     assert.match(mine.stuck.lastFailure, /injected: 503/);
     assert.ok(!listed.some((s) => s.instance === 'rotate'), 'healthy instances are not stuck');
+    // The activity told its workflow: the status, the search attribute and the UI's details say so.
+    const stuckStatus = await faulty.client.status('stuckone');
+    assert.equal(stuckStatus.retrying?.activity, 'ensureSendKey');
+    assert.ok((stuckStatus.retrying?.attempt ?? 0) >= 3);
+    const query = `WorkflowId = 'managed-smtp/stuckone' AND ManagedSmtpStuck = true`;
+    let flagged = 0;
+    for (let n = 0; n < 50 && flagged === 0; n++) {
+      flagged = (await world.env.client.workflow.count(query)).count;
+      if (!flagged) await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.equal(flagged, 1, 'ManagedSmtpStuck = true finds it');
+    const desc = await world.env.client.workflow.getHandle('managed-smtp/stuckone').describe();
+    assert.match((await desc.staticSummary()) ?? '', /stuckone/);
     fault.on = false;
     const s = await faulty.client.waitFor(
       { instance: 'stuckone', requestId: (await faulty.client.status('stuckone')).requests[0].id, workflowId: '' },
       { timeoutMs: 120_000 },
     );
     assert.equal(s.state, 'active', 'it recovers by itself once the vendor does');
+    assert.equal(s.retrying, null, 'the stuck report is cleared when the step moves on');
   });
 });

@@ -37,13 +37,14 @@ import {
 } from '@temporalio/workflow';
 import type { Activities, SiteRef } from '../activities';
 import { instanceNameProblem } from '../lib/instance';
-import { BOUNCE_ALERT_KEY, INSTANCE_KEY, STATE_KEY, STEP_KEY } from '../lib/search-attributes';
+import { BOUNCE_ALERT_KEY, INSTANCE_KEY, STATE_KEY, STEP_KEY, STUCK_KEY } from '../lib/search-attributes';
 import { hasRedactedSecret, type EmailSettings } from '../lib/site-config';
 import type {
   CheckResult,
   DeliverabilityAlert,
   DisableRequest,
   GdprAuditRecord,
+  StuckReport,
   EnableRequest,
   EnableSpec,
   InstanceState,
@@ -75,6 +76,8 @@ export const checkUpdate = defineUpdate<CheckResult, [{ requestId: string; enfor
 export const rotateKeyUpdate = defineUpdate<{ requestId: string }, [{ requestId: string }]>('rotateKey');
 /** Raises or clears the instance's bounce-rate alert (sent by the bounce alert workflow). */
 export const deliverabilityAlertSignal = defineSignal<[DeliverabilityAlert]>('deliverabilityAlert');
+/** Sent by an activity of this workflow that keeps failing (from its third attempt). */
+export const stuckSignal = defineSignal<[StuckReport]>('stuck');
 /** Appends a GDPR deletion to the instance's audit trail (sent by the GDPR deletion workflow). */
 export const gdprAuditSignal = defineSignal<[GdprAuditRecord]>('gdprAudit');
 /**
@@ -214,11 +217,23 @@ class Instance {
     this.status.state = state;
     this.status.step = step;
     this.status.updatedAt = new Date().toISOString();
+    // Moving on clears a stuck report, in the same upsert (an instance that never got stuck upserts as before).
+    const wasStuck = !!this.status.retrying;
+    this.status.retrying = null;
     upsertSearchAttributes([
       { key: INSTANCE_KEY, value: this.status.instance },
       { key: STATE_KEY, value: state },
       { key: STEP_KEY, value: step ?? 'none' },
+      ...(wasStuck ? [{ key: STUCK_KEY, value: false }] : []),
     ]);
+    setCurrentDetails(this.details());
+  }
+
+  /** An activity of the current step reported it keeps failing: make it visible until the step moves on. */
+  onStuck(report: StuckReport): void {
+    if (this.status.step === null) return; // a late report after the step finished
+    this.status.retrying = report;
+    upsertSearchAttributes([{ key: STUCK_KEY, value: true }]);
     setCurrentDetails(this.details());
   }
 
@@ -249,6 +264,12 @@ class Instance {
     }
     if (s.lastTestEmail)
       lines.push(`last test email ${s.lastTestEmail.ok ? 'passed' : 'failed'} at ${s.lastTestEmail.at}`);
+    if (s.retrying) {
+      lines.push(
+        `**stuck**: \`${s.retrying.activity}\` has failed ${s.retrying.attempt - 1} times and keeps retrying ` +
+          `(reported ${s.retrying.at}); the pending activity shows the last error. \`smtpctl disable\` gives up and cleans up.`,
+      );
+    }
     if (s.error) lines.push(`error: ${s.error}`);
     if (s.deliverabilityAlert) {
       const a = s.deliverabilityAlert;
@@ -512,6 +533,7 @@ class Instance {
     setHandler(disableSignal, (req) => this.onDisable(req));
     setHandler(deliverabilityAlertSignal, (alert) => this.onAlert(alert));
     setHandler(gdprAuditSignal, (record) => this.onGdprAudit(record));
+    setHandler(stuckSignal, (report) => this.onStuck(report));
     setHandler(sendingDomainUpdate, (req) => this.onSendingDomain(req), {
       validator: (req) => this.validateSendingDomain(req),
     });
