@@ -65,7 +65,11 @@ export function createSiteAccess(
         );
       }
       const token = (await secrets.access(site.adminTokenSecret)).data.trim();
-      tokens.set(site.adminTokenSecret, { token, until: Date.now() + TOKEN_TTL_MS });
+      const now = Date.now();
+      // Expired entries go as new ones come, so memory follows the instances active in the last minute.
+      for (const [k, v] of tokens) if (v.until <= now) tokens.delete(k);
+      for (const [k, v] of configs) if (v.until <= now) configs.delete(k);
+      tokens.set(site.adminTokenSecret, { token, until: now + TOKEN_TTL_MS });
       return sourcegraph({ url: site.sourcegraphUrl, token });
     },
 

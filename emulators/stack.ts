@@ -94,6 +94,7 @@ export class EmulatorStack {
       secretManagerEmulatorHost: this.secretManager.address,
       senderDomain: STACK_SENDER_DOMAIN,
       testRecipient: 'cloud-team+test_emails@sourcegraph.com',
+      maxCachedWorkflows: 300,
     };
   }
 

@@ -34,8 +34,8 @@ export const NO_FAULTS: FaultConfig = {
   latencyJitterMs: 0,
 };
 
-/** mulberry32: a tiny, well-distributed 32-bit PRNG. */
-function prng(seed: number): () => number {
+/** mulberry32: a tiny, well-distributed 32-bit PRNG; the same seed gives the same sequence. */
+export function prng(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;

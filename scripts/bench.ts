@@ -31,6 +31,8 @@ const sizes = arg('sizes', arg('instances', '500'))
   .map((n) => Number(n));
 const latencyMs = Number(arg('latency', '20'));
 const concurrency = Number(arg('concurrency', '50'));
+/** Optional V8 heap cap for the worker process: finishing under it shows the live heap stays bounded as N grows. */
+const workerHeapMb = Number(arg('worker-heap-mb', '0'));
 if (sizes.some((n) => !Number.isInteger(n) || n < 1 || n > 20_000) || !(latencyMs >= 0) || !(concurrency >= 1)) {
   process.stderr.write('bench: --sizes takes whole numbers from 1 to 20000; --latency ms >= 0; --concurrency >= 1\n');
   process.exit(2);
@@ -140,7 +142,11 @@ async function runOnce(n: number): Promise<Result> {
     const taskQueue = 'bench-managed-smtp';
     const worker = await startWorkerProcess(
       path.join(root, 'worker', 'main.ts'),
-      { ...stack.workerEnv(taskQueue), TEMPORAL_ADDRESS: env.address },
+      {
+        ...stack.workerEnv(taskQueue),
+        TEMPORAL_ADDRESS: env.address,
+        ...(workerHeapMb > 0 ? { NODE_OPTIONS: `--max-old-space-size=${workerHeapMb}` } : {}),
+      },
       /polling task queue/,
     );
     const client = new ManagedSmtpClient(env.client, taskQueue);
@@ -238,7 +244,8 @@ async function runOnce(n: number): Promise<Result> {
 async function main(): Promise<void> {
   console.log(
     `managed-smtp benchmark on ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, ` +
-      `node ${process.version}; vendor latency ${latencyMs} ms ± ${latencyMs / 2}; ${concurrency} requests in flight`,
+      `node ${process.version}; vendor latency ${latencyMs} ms ± ${latencyMs / 2}; ${concurrency} requests in flight` +
+      (workerHeapMb > 0 ? `; worker heap capped at ${workerHeapMb} MiB` : ''),
   );
   const results: Result[] = [];
   for (const n of sizes) {

@@ -8,23 +8,13 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { readEmailSettings } from '../lib/site-config';
 import { STEP_KEY } from '../lib/search-attributes';
-import type { EnableSpec, InstanceStatus } from '../lib/types';
+import type { InstanceStatus } from '../lib/types';
 import type { EmulatedInstance } from '../emulators/stack';
 import { STACK_SENDER_DOMAIN } from '../emulators/stack';
-import { runCli, type Io } from '../client/smtpctl';
 import { domainWorkflowIdFor } from '../workflows/domains';
 import { Worker } from '@temporalio/worker';
 import { workflowBundle } from './helpers/temporal';
-import { World, type Lane } from './helpers/world';
-
-function specFor(i: EmulatedInstance): EnableSpec {
-  return {
-    sourcegraphUrl: i.sourcegraphUrl,
-    gcpProject: i.gcpProject,
-    adminTokenSecret: i.adminTokenSecret,
-    force: false,
-  };
-}
+import { World, type Lane, specFor } from './helpers/world';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -41,13 +31,7 @@ describe('sending domains and IP pools', { timeout: 300_000 }, () => {
     await world?.close();
   });
 
-  async function cli(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
-    let out = '';
-    let err = '';
-    const io: Io = { out: (t) => void (out += t), err: (t) => void (err += t) };
-    const code = await runCli(argv, io, async () => world.env.client);
-    return { code, out, err };
-  }
+  const cli = (...argv: string[]) => world.cli(...argv);
 
   async function activeInstance(name: string): Promise<{ i: EmulatedInstance; subaccountId: number }> {
     const i = world.stack.addInstance(name);

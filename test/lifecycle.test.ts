@@ -11,7 +11,7 @@ import { readEmailSettings } from '../lib/site-config';
 import type { EnableSpec } from '../lib/types';
 import type { EmulatedInstance } from '../emulators/stack';
 import { FaultSwitch, failing } from './helpers/faulty';
-import { World, type Lane } from './helpers/world';
+import { World, type Lane, specFor } from './helpers/world';
 
 const ORIGINAL_CONFIG = `{
   // The instance's own settings: every key and comment here must survive enable and disable.
@@ -29,16 +29,6 @@ const CUSTOMER_CONFIG = `{
   "email.smtp": { "host": "smtp.own.example.com", "port": 587, "username": "sg", "password": "customer-password", "authentication": "PLAIN" }
 }
 `;
-
-function specFor(i: EmulatedInstance, extra: Partial<EnableSpec> = {}): EnableSpec {
-  return {
-    sourcegraphUrl: i.sourcegraphUrl,
-    gcpProject: i.gcpProject,
-    adminTokenSecret: i.adminTokenSecret,
-    force: false,
-    ...extra,
-  };
-}
 
 describe('enable/disable lifecycle', { timeout: 240_000 }, () => {
   let world: World;

@@ -7,20 +7,9 @@ import { after, before, describe, test } from 'node:test';
 import { VendorError } from '../lib/errors';
 import { sendKeySecretName } from '../lib/instance';
 import { readEmailSettings } from '../lib/site-config';
-import type { EnableSpec } from '../lib/types';
 import type { EmulatedInstance } from '../emulators/stack';
-import { runCli, type Io } from '../client/smtpctl';
 import { FaultSwitch, failing } from './helpers/faulty';
-import { World, type Lane } from './helpers/world';
-
-function specFor(i: EmulatedInstance): EnableSpec {
-  return {
-    sourcegraphUrl: i.sourcegraphUrl,
-    gcpProject: i.gcpProject,
-    adminTokenSecret: i.adminTokenSecret,
-    force: false,
-  };
-}
+import { World, type Lane, specFor } from './helpers/world';
 
 describe('check, enforce, rotate, stuck', { timeout: 300_000 }, () => {
   let world: World;
@@ -62,13 +51,7 @@ describe('check, enforce, rotate, stuck', { timeout: 300_000 }, () => {
     return k.keys[0];
   }
 
-  async function cli(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
-    let out = '';
-    let err = '';
-    const io: Io = { out: (t) => void (out += t), err: (t) => void (err += t) };
-    const code = await runCli(argv, io, async () => world.env.client);
-    return { code, out, err };
-  }
+  const cli = (...argv: string[]) => world.cli(...argv);
 
   const drifts: Array<{ name: string; check: string; drift: (w: World, i: EmulatedInstance, id: number) => void }> = [
     {

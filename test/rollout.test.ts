@@ -8,7 +8,6 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { stringify } from 'yaml';
-import { runCli, type Io } from '../client/smtpctl';
 import { World, type Lane } from './helpers/world';
 
 describe('enable-fleet', { timeout: 240_000 }, () => {
@@ -25,13 +24,7 @@ describe('enable-fleet', { timeout: 240_000 }, () => {
     await world?.close();
   });
 
-  async function cli(...argv: string[]) {
-    let out = '';
-    let err = '';
-    const io: Io = { out: (t) => void (out += t), err: (t) => void (err += t) };
-    const code = await runCli(argv, io, async () => world.env.client);
-    return { code, out, err };
-  }
+  const cli = (...argv: string[]) => world.cli(...argv);
 
   function fleetFile(name: string, instances: object[]): string {
     const file = path.join(dir, name);

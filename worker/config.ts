@@ -23,6 +23,11 @@ export interface WorkerConfig {
    * Each activity makes at most 3 SparkPost requests, so this bounds SparkPost traffic during a fleet rollout.
    */
   maxActivitiesPerSecond?: number;
+  /**
+   * Workflows kept in the worker's cache. Instance workflows stay open for good, so an unbounded cache grows with
+   * the fleet; an evicted idle instance is replayed from its (short) history when a request arrives.
+   */
+  maxCachedWorkflows: number;
 }
 
 const HOSTNAME =
@@ -70,6 +75,9 @@ const schema = z.object({
   MANAGED_SMTP_MAX_ACTIVITIES_PER_SECOND: optional(
     z.coerce.number({ error: 'must be a number of activities per second' }).positive().max(10_000).optional(),
   ),
+  MANAGED_SMTP_MAX_CACHED_WORKFLOWS: optional(
+    z.coerce.number({ error: 'must be a number of workflows' }).int().min(0).max(100_000).default(300),
+  ),
   MANAGED_SMTP_TEST_RECIPIENT: optional(
     z.email({ error: 'must be an email address' }).default('cloud-team+test_emails@sourcegraph.com'),
   ),
@@ -106,5 +114,6 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerCo
     senderDomain: e.MANAGED_SMTP_SENDER_DOMAIN,
     testRecipient: e.MANAGED_SMTP_TEST_RECIPIENT,
     maxActivitiesPerSecond: e.MANAGED_SMTP_MAX_ACTIVITIES_PER_SECOND,
+    maxCachedWorkflows: e.MANAGED_SMTP_MAX_CACHED_WORKFLOWS,
   };
 }

@@ -202,6 +202,7 @@ async function main(log: { current: Logger }): Promise<void> {
       // The codec keys also open sealed GDPR recipient lists inside the activity.
       deps: { ...vendorDeps(config), sealingKeys },
       maxTaskQueueActivitiesPerSecond: config.maxActivitiesPerSecond,
+      maxCachedWorkflows: config.maxCachedWorkflows,
       ...(settings.bundlePath ? { workflowBundle: { codePath: settings.bundlePath } } : {}),
       shutdownGraceTime: settings.shutdownGraceMs,
       dataConverter: dataConverterFor(codec),

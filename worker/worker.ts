@@ -42,6 +42,8 @@ export interface ManagedSmtpWorkerOptions {
   dataConverter?: DataConverter;
   /** Task-queue-wide ceiling on activity starts per second (WorkerConfig.maxActivitiesPerSecond). */
   maxTaskQueueActivitiesPerSecond?: number;
+  /** Bound on the workflow cache (WorkerConfig.maxCachedWorkflows); the SDK's default otherwise. */
+  maxCachedWorkflows?: number;
 }
 
 /** Creates (does not run) a worker for managed SMTP's workflows and activities. */
@@ -63,5 +65,6 @@ export async function createManagedSmtpWorker(opts: ManagedSmtpWorkerOptions): P
     shutdownGraceTime: opts.shutdownGraceTime ?? '10s',
     dataConverter: opts.dataConverter,
     maxTaskQueueActivitiesPerSecond: opts.maxTaskQueueActivitiesPerSecond,
+    maxCachedWorkflows: opts.maxCachedWorkflows,
   });
 }

@@ -698,14 +698,7 @@ class Instance {
         this.status.sender = sender;
 
         this.setState('provisioning', 'send-test-email');
-        try {
-          this.status.lastTestEmail = await testing.sendTestEmail(site);
-        } catch (err) {
-          if (!isCancellation(err)) {
-            this.status.lastTestEmail = { at: new Date().toISOString(), ok: false, message: describeFailure(err) };
-          }
-          throw err;
-        }
+        await this.testEmail(site);
         return 'active' as const;
       });
       this.setState(outcome, null);
@@ -771,12 +764,7 @@ class Instance {
         ...this.senderDomainArg(),
       });
       this.setState('active', 'send-test-email');
-      try {
-        s.lastTestEmail = await testing.sendTestEmail(site);
-      } catch (err) {
-        s.lastTestEmail = { at: new Date().toISOString(), ok: false, message: describeFailure(err) };
-        throw err;
-      }
+      await this.testEmail(site);
     } catch (err) {
       const failedStep = s.step;
       const why = describeFailure(err);

@@ -9,6 +9,7 @@ import path from 'node:path';
 import { Connection } from '@temporalio/client';
 import { applyEdits, modify } from 'jsonc-parser';
 import { SEARCH_ATTRIBUTES } from '../../lib/search-attributes';
+import { prng } from '../../lib/faults';
 
 /** The repository root. */
 export const REPO_ROOT = path.resolve(__dirname, '..', '..');
@@ -30,16 +31,7 @@ function track(child: ChildProcess): void {
 }
 
 /** mulberry32, seeded: the chaos schedule is repeatable for a seed. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export const seededRandom = prng;
 
 /** A free TCP port on 127.0.0.1 (the OS picks; closed again before returning). */
 export function freePort(): Promise<number> {

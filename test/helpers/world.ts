@@ -10,6 +10,27 @@ import { EmulatorStack } from '../../emulators/stack';
 import { createManagedSmtpWorker, vendorDeps } from '../../worker/worker';
 import { startTemporal, uniqueTaskQueue, workflowBundle } from './temporal';
 import { sendKeySecretName } from '../../lib/instance';
+import type { EnableSpec } from '../../lib/types';
+import type { EmulatedInstance } from '../../emulators/stack';
+import { runCli, type Io } from '../../client/smtpctl';
+
+/** The enable spec of an emulated instance. */
+export function specFor(i: EmulatedInstance, extra: Partial<EnableSpec> = {}): EnableSpec {
+  return {
+    sourcegraphUrl: i.sourcegraphUrl,
+    gcpProject: i.gcpProject,
+    adminTokenSecret: i.adminTokenSecret,
+    force: false,
+    ...extra,
+  };
+}
+
+/** What one smtpctl run printed, and its exit code. */
+export interface CliRun {
+  code: number;
+  out: string;
+  err: string;
+}
 
 /** A running worker and the client that talks to its task queue. */
 export interface Lane {
@@ -56,6 +77,15 @@ export class World {
     };
     this.lanes.push(lane);
     return lane;
+  }
+
+  /** Runs smtpctl in-process against this world's Temporal server (MANAGED_SMTP_TASK_QUEUE picks the lane). */
+  async cli(...argv: string[]): Promise<CliRun> {
+    let out = '';
+    let err = '';
+    const io: Io = { out: (t) => void (out += t), err: (t) => void (err += t) };
+    const code = await runCli(argv, io, async () => this.env.client);
+    return { code, out, err };
   }
 
   /** SparkPost subaccounts named `name` that are not terminated. */
