@@ -16,6 +16,11 @@ export interface FaultConfig {
   latencyMs: number;
   /** Random extra latency in [0, latencyJitterMs). */
   latencyJitterMs: number;
+  /**
+   * A rate limit like SparkPost's: requests beyond this many in the last second get a 429 (0 or unset: none).
+   * Unlike `rateLimitRate` it depends on the load, so a client-side ceiling can avoid it.
+   */
+  maxPerSecond?: number;
   /** Only requests whose `METHOD path` (or gRPC method name) matches this regular expression get faults. */
   match?: string;
   /** Seed for the PRNG; changing it restarts the sequence. */
@@ -55,6 +60,8 @@ export class Faults {
   readonly injected: Record<Exclude<FaultDecision, 'ok'>, number> = { error: 0, 'rate-limit': 0, drop: 0 };
   /** How many requests asked for a decision: every request the emulator served (benchmarks count vendor calls). */
   requests = 0;
+  /** Times of the requests in the last second, for maxPerSecond. */
+  private recent: number[] = [];
 
   constructor(initial: Partial<FaultConfig> = {}) {
     this.set(initial);
@@ -84,6 +91,16 @@ export class Faults {
   decide(route: string): FaultDecision {
     this.requests++;
     if (this.matcher && !this.matcher.test(route)) return 'ok';
+    const limit = this.config.maxPerSecond ?? 0;
+    if (limit > 0) {
+      const now = Date.now();
+      while (this.recent.length > 0 && this.recent[0] <= now - 1000) this.recent.shift();
+      if (this.recent.length >= limit) {
+        this.injected['rate-limit']++;
+        return 'rate-limit';
+      }
+      this.recent.push(now);
+    }
     const r = this.random();
     const { errorRate, rateLimitRate, dropResponseRate } = this.config;
     let d: FaultDecision = 'ok';

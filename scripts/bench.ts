@@ -33,6 +33,10 @@ const latencyMs = Number(arg('latency', '20'));
 const concurrency = Number(arg('concurrency', '50'));
 /** Optional V8 heap cap for the worker process: finishing under it shows the live heap stays bounded as N grows. */
 const workerHeapMb = Number(arg('worker-heap-mb', '0'));
+/** SparkPost's (dynamic, undocumented) rate limit, emulated: requests per second beyond it get 429s. */
+const sparkpostLimit = Number(arg('sparkpost-limit', '0'));
+/** The worker's activity rate ceiling (MANAGED_SMTP_MAX_ACTIVITIES_PER_SECOND), to show it avoids a 429 storm. */
+const activityRate = Number(arg('activity-rate', '0'));
 if (sizes.some((n) => !Number.isInteger(n) || n < 1 || n > 20_000) || !(latencyMs >= 0) || !(concurrency >= 1)) {
   process.stderr.write('bench: --sizes takes whole numbers from 1 to 20000; --latency ms >= 0; --concurrency >= 1\n');
   process.exit(2);
@@ -127,6 +131,8 @@ interface Result {
   actionsPerEnable: number;
   vendorCallsPerEnable: { sparkpost: number; secretManager: number; sourcegraph: number; total: number };
   workerPeakMiB: number;
+  /** 429s SparkPost answered during the managed run. */
+  sparkpost429s: number;
 }
 
 async function runOnce(n: number): Promise<Result> {
@@ -136,6 +142,7 @@ async function runOnce(n: number): Promise<Result> {
     for (const f of [stack.sparkpost.faults, stack.secretManager.faults, stack.sourcegraph.faults]) {
       f.set({ latencyMs, latencyJitterMs: latencyMs / 2 });
     }
+    if (sparkpostLimit > 0) stack.sparkpost.faults.set({ maxPerSecond: sparkpostLimit });
     const instances = Array.from({ length: n }, (_, i) => stack.addInstance(`bench-${i}`));
 
     // Managed SMTP, through a worker process configured only by its environment.
@@ -146,6 +153,7 @@ async function runOnce(n: number): Promise<Result> {
         ...stack.workerEnv(taskQueue),
         TEMPORAL_ADDRESS: env.address,
         ...(workerHeapMb > 0 ? { NODE_OPTIONS: `--max-old-space-size=${workerHeapMb}` } : {}),
+        ...(activityRate > 0 ? { MANAGED_SMTP_MAX_ACTIVITIES_PER_SECOND: String(activityRate) } : {}),
       },
       /polling task queue/,
     );
@@ -197,6 +205,7 @@ async function runOnce(n: number): Promise<Result> {
       total: 0,
     };
     calls.total = calls.sparkpost + calls.secretManager + calls.sourcegraph;
+    const sparkpost429s = stack.sparkpost.faults.injected['rate-limit'];
 
     // Baseline: the same shape with no-op activities, in its own worker process.
     const baseQueue = 'bench-baseline';
@@ -234,6 +243,7 @@ async function runOnce(n: number): Promise<Result> {
       actionsPerEnable: actions / sample.length,
       vendorCallsPerEnable: calls,
       workerPeakMiB: workerPeak / 1024 / 1024,
+      sparkpost429s,
     };
   } finally {
     await stack.close();
@@ -245,7 +255,9 @@ async function main(): Promise<void> {
   console.log(
     `managed-smtp benchmark on ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, ` +
       `node ${process.version}; vendor latency ${latencyMs} ms ± ${latencyMs / 2}; ${concurrency} requests in flight` +
-      (workerHeapMb > 0 ? `; worker heap capped at ${workerHeapMb} MiB` : ''),
+      (workerHeapMb > 0 ? `; worker heap capped at ${workerHeapMb} MiB` : '') +
+      (sparkpostLimit > 0 ? `; SparkPost limit ${sparkpostLimit} req/s` : '') +
+      (activityRate > 0 ? `; activity ceiling ${activityRate}/s` : ''),
   );
   const results: Result[] = [];
   for (const n of sizes) {
@@ -264,6 +276,7 @@ async function main(): Promise<void> {
         `vendor calls/enable ${r.vendorCallsPerEnable.total.toFixed(1)} (SparkPost ${r.vendorCallsPerEnable.sparkpost.toFixed(1)}, ` +
           `Secret Manager ${r.vendorCallsPerEnable.secretManager.toFixed(1)}, Sourcegraph ${r.vendorCallsPerEnable.sourcegraph.toFixed(1)})`,
         `worker peak ${r.workerPeakMiB.toFixed(0)} MiB`,
+        `SparkPost 429s ${r.sparkpost429s}`,
       ].join(' | '),
     );
   }
