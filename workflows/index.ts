@@ -266,8 +266,9 @@ class Instance {
       lines.push(`last test email ${s.lastTestEmail.ok ? 'passed' : 'failed'} at ${s.lastTestEmail.at}`);
     if (s.retrying) {
       lines.push(
-        `**stuck**: \`${s.retrying.activity}\` has failed ${s.retrying.attempt - 1} times and keeps retrying ` +
-          `(reported ${s.retrying.at}); the pending activity shows the last error. \`smtpctl disable\` gives up and cleans up.`,
+        `**stuck**: \`${s.retrying.activity}\` keeps failing and retrying (on attempt ${s.retrying.attempt} at ` +
+          `${s.retrying.at}); Pending Activities shows the current attempt and the last error. ` +
+          '`smtpctl disable` gives up and cleans up.',
       );
     }
     if (s.error) lines.push(`error: ${s.error}`);
