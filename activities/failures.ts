@@ -14,6 +14,12 @@ export const SITE_CONFIG_UNUSABLE = 'SiteConfigUnusableError';
 /** ApplicationFailure type of settings the customer owns (never overwritten without --force). */
 export const CUSTOMER_OWNED = 'CustomerOwnedSettingsError';
 
+/** A site configuration that cannot be parsed or edited: a permanent failure, naming the problem, never the text. */
+export function siteConfigUnusable(err: unknown): never {
+  const why = err instanceof Error ? err.message : String(err);
+  throw ApplicationFailure.nonRetryable(`cannot edit the site configuration: ${why}`, SITE_CONFIG_UNUSABLE);
+}
+
 function currentAttempt(): number {
   try {
     return Context.current().info.attempt;

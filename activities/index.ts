@@ -12,13 +12,11 @@ import {
   SEND_KEY_GRANTS,
   SEND_KEY_LABEL,
   SEND_KEY_SECRET_ID,
-  SMTP_USERNAME,
-  senderAddress,
+  hasSendKeyGrants,
   sendKeySecretLabels,
   sendKeySecretName,
 } from '../lib/instance';
 import {
-  applyManagedSettings,
   ownershipOf,
   readEmailSettings,
   restoreSettings,
@@ -32,7 +30,8 @@ import type { SecretStore } from '../vendors/secret-manager';
 import type { SourcegraphClientOptions } from '../vendors/sourcegraph';
 import type { SparkPostClient, Subaccount } from '../vendors/sparkpost';
 import type { Client } from '@temporalio/client';
-import { SITE_CONFIG_UNUSABLE, TEST_EMAIL_FAILED, withFailureMapping } from './failures';
+import { TEST_EMAIL_FAILED, siteConfigUnusable, withFailureMapping } from './failures';
+import { createKeyHousekeeping } from './send-keys';
 import { createOperationActivities } from './operations';
 import { createGdprActivities } from './gdpr';
 import { createDeliverabilityActivities } from './deliverability';
@@ -128,10 +127,6 @@ export interface SendKeyRef {
   revokedOrphans: number;
 }
 
-function sameGrants(a: readonly string[], b: readonly string[]): boolean {
-  return a.length === b.length && [...a].sort().join(',') === [...b].sort().join(',');
-}
-
 function activityAttempt(): number {
   try {
     return Context.current().info.attempt;
@@ -151,13 +146,8 @@ export function createActivities(rawDeps: ActivityDeps) {
   };
   const { sparkpost, secrets, settings } = deps;
 
-  const access: SiteAccess = createSiteAccess(secrets, deps.sourcegraph);
+  const access: SiteAccess = createSiteAccess(secrets, deps.sourcegraph, settings);
   const sourcegraphFor = access.sourcegraphFor;
-
-  function unusableConfig(err: unknown): never {
-    const why = err instanceof Error ? err.message : String(err);
-    throw ApplicationFailure.nonRetryable(`cannot edit the site configuration: ${why}`, SITE_CONFIG_UNUSABLE);
-  }
 
   async function liveSubaccountByName(instance: string): Promise<Subaccount | null> {
     const found = (await sparkpost.findSubaccountsByName(instance)).filter((s) => s.status !== 'terminated');
@@ -165,15 +155,7 @@ export function createActivities(rawDeps: ActivityDeps) {
     return found[0] ?? null;
   }
 
-  async function deleteKeyIfPresent(subaccountId: number, keyId: string): Promise<boolean> {
-    try {
-      await sparkpost.deleteApiKey(subaccountId, keyId);
-      return true;
-    } catch (err) {
-      if (isVendorError(err, 'not-found')) return false; // already revoked by an earlier attempt
-      throw err;
-    }
-  }
+  const housekeeping = createKeyHousekeeping(sparkpost, secrets);
 
   const activities = {
     /**
@@ -189,7 +171,7 @@ export function createActivities(rawDeps: ActivityDeps) {
       try {
         current = readEmailSettings(contents);
       } catch (err) {
-        unusableConfig(err);
+        siteConfigUnusable(err);
       }
       let ownership = ownershipOf(current, settings);
       if (ownership === 'customer' && site.customSenderDomain) {
@@ -281,7 +263,7 @@ export function createActivities(rawDeps: ActivityDeps) {
       let minted = false;
       if (latest) {
         const matching = keys.filter(
-          (k) => k.shortKey === latest.data.slice(0, k.shortKey.length) && sameGrants(k.grants, SEND_KEY_GRANTS),
+          (k) => k.shortKey === latest.data.slice(0, k.shortKey.length) && hasSendKeyGrants(k.grants),
         );
         if (matching.length === 1) keep = { keyId: matching[0].id, secretVersion: latest.name };
       }
@@ -291,15 +273,8 @@ export function createActivities(rawDeps: ActivityDeps) {
         keep = { keyId: created.id, secretVersion };
         minted = true;
       }
-      let revokedOrphans = 0;
-      for (const k of keys) {
-        if (k.id !== keep.keyId && (await deleteKeyIfPresent(input.subaccountId, k.id))) revokedOrphans++;
-      }
-      if (!created) {
-        for (const v of await secrets.listVersions(secretName, { enabledOnly: true })) {
-          if (v.name !== keep.secretVersion) await secrets.destroyVersion(v.name);
-        }
-      }
+      const revokedOrphans = await housekeeping.revokeSendKeys(input.subaccountId, { except: keep.keyId, keys });
+      if (!created) await housekeeping.destroyEnabledVersions(secretName, keep.secretVersion);
       return { ...keep, minted, revokedOrphans };
     },
 
@@ -310,27 +285,13 @@ export function createActivities(rawDeps: ActivityDeps) {
     async applyManagedSiteConfig(
       input: SiteRef & { instance: string; secretVersion: string; senderName?: string; senderDomain?: string },
     ): Promise<{ sender: string }> {
-      const sg = await sourcegraphFor(input);
       const { data: key } = await secrets.access(input.secretVersion);
-      const sender = senderAddress(input.instance, input.senderDomain ?? settings.senderDomain);
-      const smtp = {
-        host: settings.relayHost,
-        port: settings.relayPort,
-        username: SMTP_USERNAME,
-        password: key,
-        authentication: 'PLAIN' as const,
-      };
-      await sg.editSiteConfig(
-        (contents) => {
-          try {
-            return applyManagedSettings(contents, { address: sender, smtp, senderName: input.senderName });
-          } catch (err) {
-            return unusableConfig(err);
-          }
-        },
-        undefined,
-        access.takeConfig(input),
-      );
+      const sender = await access.writeManagedSettings(input, {
+        instance: input.instance,
+        key,
+        senderName: input.senderName,
+        senderDomain: input.senderDomain,
+      });
       return { sender };
     },
 
@@ -358,7 +319,7 @@ export function createActivities(rawDeps: ActivityDeps) {
           const current = readEmailSettings(contents);
           return sameSettings(current, target) ? null : restoreSettings(contents, input.previous);
         } catch (err) {
-          return unusableConfig(err);
+          return siteConfigUnusable(err);
         }
       });
       return { changed };
@@ -366,16 +327,12 @@ export function createActivities(rawDeps: ActivityDeps) {
 
     /** Revokes every send key of the subaccount. Keys already gone are fine. */
     async revokeSendKeys(input: { subaccountId: number }): Promise<{ revoked: number }> {
-      let keys;
       try {
-        keys = (await sparkpost.listApiKeys(input.subaccountId)).filter((k) => k.label === SEND_KEY_LABEL);
+        return { revoked: await housekeeping.revokeSendKeys(input.subaccountId) };
       } catch (err) {
-        if (isVendorError(err, 'not-found')) return { revoked: 0 };
+        if (isVendorError(err, 'not-found')) return { revoked: 0 }; // the subaccount itself is gone
         throw err;
       }
-      let revoked = 0;
-      for (const k of keys) if (await deleteKeyIfPresent(input.subaccountId, k.id)) revoked++;
-      return { revoked };
     },
 
     /** Destroys every version of the send-key secret and deletes it. Missing is fine. */

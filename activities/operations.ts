@@ -4,13 +4,20 @@
  */
 import { ApplicationFailure } from '@temporalio/common';
 import { isVendorError } from '../lib/errors';
-import { SEND_KEY_GRANTS, SEND_KEY_LABEL, SMTP_USERNAME, senderAddress, sendKeySecretName } from '../lib/instance';
-import { applyManagedSettings, ownershipOf, readEmailSettings, REDACTED } from '../lib/site-config';
+import {
+  SEND_KEY_GRANTS,
+  SEND_KEY_LABEL,
+  SMTP_USERNAME,
+  hasSendKeyGrants,
+  senderAddress,
+  sendKeySecretName,
+} from '../lib/instance';
+import { ownershipOf, readEmailSettings, REDACTED } from '../lib/site-config';
 import type { EnableSpec, Finding, InstanceState, InstanceStatus, SendingDomainState } from '../lib/types';
 import { ManagedSmtpClient } from '../client';
 import type { ActivityDeps, SiteRef } from './index';
 import type { SiteAccess } from './site-access';
-import { SITE_CONFIG_UNUSABLE } from './failures';
+import { createKeyHousekeeping } from './send-keys';
 
 /** What the check needs to know about the instance (from its workflow state). */
 export interface CheckInput {
@@ -34,66 +41,12 @@ export interface KeyRef {
   secretVersion: string;
 }
 
-function sameGrants(a: readonly string[], b: readonly string[]): boolean {
-  return a.length === b.length && [...a].sort().join(',') === [...b].sort().join(',');
-}
-
 /** Day-two activities; `deps.temporal` is needed only by listManagedInstances. */
 export function createOperationActivities(deps: ActivityDeps, access: SiteAccess) {
   const { sparkpost, secrets, settings } = deps;
   const sourcegraphFor = access.sourcegraphFor;
 
-  async function writeManagedConfig(
-    site: SiteRef,
-    input: { instance: string; senderName?: string; key: string; senderDomain?: string },
-  ): Promise<void> {
-    const sg = await sourcegraphFor(site);
-    const smtp = {
-      host: settings.relayHost,
-      port: settings.relayPort,
-      username: SMTP_USERNAME,
-      password: input.key,
-      authentication: 'PLAIN' as const,
-    };
-    await sg.editSiteConfig((contents) => {
-      try {
-        return applyManagedSettings(contents, {
-          address: senderAddress(input.instance, input.senderDomain ?? settings.senderDomain),
-          smtp,
-          senderName: input.senderName,
-        });
-      } catch (err) {
-        throw ApplicationFailure.nonRetryable(
-          `cannot edit the site configuration: ${err instanceof Error ? err.message : String(err)}`,
-          SITE_CONFIG_UNUSABLE,
-        );
-      }
-    });
-  }
-
-  async function revokeAllBut(subaccountId: number, keepKeyId: string): Promise<number> {
-    let revoked = 0;
-    for (const k of await sparkpost.listApiKeys(subaccountId)) {
-      if (k.label !== SEND_KEY_LABEL || k.id === keepKeyId) continue;
-      try {
-        await sparkpost.deleteApiKey(subaccountId, k.id);
-        revoked++;
-      } catch (err) {
-        if (!isVendorError(err, 'not-found')) throw err;
-      }
-    }
-    return revoked;
-  }
-
-  async function destroyAllBut(secretName: string, keepVersion: string): Promise<number> {
-    let destroyed = 0;
-    for (const v of await secrets.listVersions(secretName, { enabledOnly: true })) {
-      if (v.name === keepVersion) continue;
-      await secrets.destroyVersion(v.name);
-      destroyed++;
-    }
-    return destroyed;
-  }
+  const housekeeping = createKeyHousekeeping(sparkpost, secrets);
 
   /** 'verified', 'missing', or why the domain is not verified. */
   async function sendingDomainState(subaccountId: number, domain: string): Promise<string> {
@@ -219,7 +172,7 @@ export function createOperationActivities(deps: ActivityDeps, access: SiteAccess
         const keys = (await sparkpost.listApiKeys(subaccountId)).filter((k) => k.label === SEND_KEY_LABEL);
         add('send-key', keys.length === 1, `${keys.length} live send key(s) on subaccount ${subaccountId}`);
         for (const k of keys) {
-          if (!sameGrants(k.grants, SEND_KEY_GRANTS)) {
+          if (!hasSendKeyGrants(k.grants)) {
             add('key-grants', false, `send key ${k.id} grants ${JSON.stringify(k.grants)}, expected ["smtp/inject"]`);
           }
         }
@@ -303,7 +256,7 @@ export function createOperationActivities(deps: ActivityDeps, access: SiteAccess
       input: SiteRef & { instance: string; secretVersion: string; senderName?: string; senderDomain?: string },
     ): Promise<void> {
       const { data: key } = await secrets.access(input.secretVersion);
-      await writeManagedConfig(input, {
+      await access.writeManagedSettings(input, {
         instance: input.instance,
         senderName: input.senderName,
         key,
@@ -318,8 +271,11 @@ export function createOperationActivities(deps: ActivityDeps, access: SiteAccess
       keepKeyId: string;
       keepVersion: string;
     }): Promise<{ revoked: number; destroyed: number }> {
-      const revoked = await revokeAllBut(input.subaccountId, input.keepKeyId);
-      const destroyed = await destroyAllBut(sendKeySecretName(input.gcpProject), input.keepVersion);
+      const revoked = await housekeeping.revokeSendKeys(input.subaccountId, { except: input.keepKeyId });
+      const destroyed = await housekeeping.destroyEnabledVersions(
+        sendKeySecretName(input.gcpProject),
+        input.keepVersion,
+      );
       return { revoked, destroyed };
     },
 
@@ -340,7 +296,7 @@ export function createOperationActivities(deps: ActivityDeps, access: SiteAccess
     ): Promise<KeyRef> {
       const secretName = sendKeySecretName(input.gcpProject);
       const { data: oldKey } = await secrets.access(input.old.secretVersion);
-      await writeManagedConfig(input, {
+      await access.writeManagedSettings(input, {
         instance: input.instance,
         senderName: input.senderName,
         key: oldKey,
@@ -348,8 +304,8 @@ export function createOperationActivities(deps: ActivityDeps, access: SiteAccess
       });
       const latest = await secrets.accessIfExists(`${secretName}/versions/latest`);
       const holder = latest && latest.data === oldKey ? latest.name : await secrets.addVersion(secretName, oldKey);
-      await destroyAllBut(secretName, holder);
-      await revokeAllBut(input.subaccountId, input.old.keyId);
+      await housekeeping.destroyEnabledVersions(secretName, holder);
+      await housekeeping.revokeSendKeys(input.subaccountId, { except: input.old.keyId });
       return { keyId: input.old.keyId, secretVersion: holder };
     },
 

@@ -5,6 +5,9 @@
  * conflict and a re-read: the write carries its lastID). Nothing here leaves the worker process.
  */
 import { VendorError, isVendorError } from '../lib/errors';
+import { SMTP_USERNAME, senderAddress } from '../lib/instance';
+import { applyManagedSettings } from '../lib/site-config';
+import { siteConfigUnusable } from './failures';
 import type { SecretStore } from '../vendors/secret-manager';
 import type { SiteConfig, SourcegraphClient, SourcegraphClientOptions } from '../vendors/sourcegraph';
 
@@ -22,10 +25,18 @@ export interface SiteRef {
 /** The Sourcegraph calls the activities make. */
 export type SourcegraphApi = Pick<SourcegraphClient, 'getSiteConfig' | 'editSiteConfig' | 'sendTestEmail'>;
 
+/** Where managed email goes: the relay and the shared sender domain. */
+export interface ManagedEmailSettings {
+  relayHost: string;
+  relayPort: number;
+  senderDomain: string;
+}
+
 /** Builds the site access for one worker's activities. */
 export function createSiteAccess(
   secrets: Pick<SecretStore, 'access'>,
   sourcegraph: (opts: SourcegraphClientOptions) => SourcegraphApi,
+  settings: ManagedEmailSettings,
 ) {
   const tokens = new Map<string, { token: string; until: number }>();
   const configs = new Map<string, { config: SiteConfig; until: number }>();
@@ -54,7 +65,7 @@ export function createSiteAccess(
     });
   }
 
-  return {
+  const access = {
     /** A client for the instance, authenticated with its admin token. */
     async sourcegraphFor(site: SiteRef): Promise<SourcegraphApi> {
       const cached = tokens.get(site.adminTokenSecret);
@@ -84,7 +95,39 @@ export function createSiteAccess(
       configs.delete(site.sourcegraphUrl);
       return c && c.until > Date.now() ? c.config : undefined;
     },
+
+    /**
+     * Writes the managed email settings with `key` as the password (sender on `senderDomain` when given, else the
+     * shared domain); every other key and comment stays. Returns the sender address.
+     */
+    async writeManagedSettings(
+      site: SiteRef,
+      input: { instance: string; key: string; senderName?: string; senderDomain?: string },
+    ): Promise<string> {
+      const sg = await access.sourcegraphFor(site);
+      const sender = senderAddress(input.instance, input.senderDomain ?? settings.senderDomain);
+      const smtp = {
+        host: settings.relayHost,
+        port: settings.relayPort,
+        username: SMTP_USERNAME,
+        password: input.key,
+        authentication: 'PLAIN' as const,
+      };
+      await sg.editSiteConfig(
+        (contents) => {
+          try {
+            return applyManagedSettings(contents, { address: sender, smtp, senderName: input.senderName });
+          } catch (err) {
+            return siteConfigUnusable(err);
+          }
+        },
+        undefined,
+        access.takeConfig(site),
+      );
+      return sender;
+    },
   };
+  return access;
 }
 
 /** The site access of one worker. */

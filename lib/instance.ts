@@ -19,6 +19,13 @@ export const SEND_KEY_LABEL = 'send_key';
 /** The only grant the per-instance key carries. */
 export const SEND_KEY_GRANTS: readonly string[] = ['smtp/inject'];
 
+/** Whether a key's grants are exactly the send key's (order does not matter). */
+export function hasSendKeyGrants(grants: readonly string[]): boolean {
+  return (
+    grants.length === SEND_KEY_GRANTS.length && [...grants].sort().join(',') === [...SEND_KEY_GRANTS].sort().join(',')
+  );
+}
+
 /** The username SparkPost's SMTP relay expects; the password is the API key. */
 export const SMTP_USERNAME = 'SMTP_Injection';
 
