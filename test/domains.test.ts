@@ -22,14 +22,8 @@ describe('sending domains and IP pools', { timeout: 300_000 }, () => {
   let world: World;
   let lane: Lane;
 
-  before(async () => {
-    world = await World.start();
-    lane = await world.lane();
-    process.env.MANAGED_SMTP_TASK_QUEUE = lane.taskQueue;
-  });
-  after(async () => {
-    await world?.close();
-  });
+  before(async () => ({ world, lane } = await World.startWithLane()));
+  after(() => world?.close());
 
   const cli = (...argv: string[]) => world.cli(...argv);
 

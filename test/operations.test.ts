@@ -15,15 +15,8 @@ describe('check, enforce, rotate, stuck', { timeout: 300_000 }, () => {
   let world: World;
   let lane: Lane;
 
-  before(async () => {
-    world = await World.start();
-    lane = await world.lane();
-    // Workflows the CLI starts (the fleet check) go to this lane's worker.
-    process.env.MANAGED_SMTP_TASK_QUEUE = lane.taskQueue;
-  });
-  after(async () => {
-    await world?.close();
-  });
+  before(async () => ({ world, lane } = await World.startWithLane()));
+  after(() => world?.close());
 
   async function activeInstance(name: string, l: Lane = lane): Promise<EmulatedInstance> {
     const i = world.stack.addInstance(name);

@@ -15,14 +15,8 @@ describe('enable-fleet', { timeout: 240_000 }, () => {
   let lane: Lane;
   const dir = mkdtempSync(path.join(tmpdir(), 'fleet-'));
 
-  before(async () => {
-    world = await World.start();
-    lane = await world.lane();
-    process.env.MANAGED_SMTP_TASK_QUEUE = lane.taskQueue;
-  });
-  after(async () => {
-    await world?.close();
-  });
+  before(async () => ({ world, lane } = await World.startWithLane()));
+  after(() => world?.close());
 
   const cli = (...argv: string[]) => world.cli(...argv);
 

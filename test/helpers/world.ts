@@ -53,6 +53,14 @@ export class World {
     return new World(env, stack);
   }
 
+  /** A world with one lane, and smtpctl's task queue (MANAGED_SMTP_TASK_QUEUE) pointed at it for workflows it starts. */
+  static async startWithLane(): Promise<{ world: World; lane: Lane }> {
+    const world = await World.start();
+    const lane = await world.lane();
+    process.env.MANAGED_SMTP_TASK_QUEUE = lane.taskQueue;
+    return { world, lane };
+  }
+
   /** Real vendor clients pointed at the emulators. */
   deps(taskQueue = 'unused'): ActivityDeps {
     return { ...vendorDeps(this.stack.workerConfig(taskQueue)), temporal: this.env.client };
