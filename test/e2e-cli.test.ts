@@ -12,6 +12,8 @@ const OFFSET = 21_000;
 const TEMPORAL = `127.0.0.1:${7233 + OFFSET}`;
 const STATE_URL = `http://127.0.0.1:${4000 + OFFSET}/`;
 const SOURCEGRAPH = `http://127.0.0.1:${3080 + OFFSET}/demo`;
+/** `enable` of the dev stack's demo instance, before any extra arguments. */
+const ENABLE_DEMO = ['enable', 'demo', '--sourcegraph-url', SOURCEGRAPH, '--gcp-project', 'sg-demo-project'];
 
 interface Run {
   code: number | null;
@@ -103,19 +105,7 @@ describe('smtpctl against npm run dev', { timeout: 240_000 }, () => {
       ],
       [['enable', 'demo', '--sourcegraph-url', SOURCEGRAPH, '--gcp-project', 'X'], /invalid --gcp-project/],
       [['enable', 'demo', '--gcp-project', 'sg-demo-project'], /--sourcegraph-url/],
-      [
-        [
-          'enable',
-          'demo',
-          '--sourcegraph-url',
-          SOURCEGRAPH,
-          '--gcp-project',
-          'sg-demo-project',
-          '--admin-token-secret',
-          'x',
-        ],
-        /invalid --admin-token-secret/,
-      ],
+      [[...ENABLE_DEMO, '--admin-token-secret', 'x'], /invalid --admin-token-secret/],
       [['status', 'x'], /invalid instance/],
       [['disable', 'demo', '--timeout', '-1'], /invalid --timeout/],
       [['list', '--state', 'bogus'], /invalid --state/],
@@ -150,16 +140,7 @@ describe('smtpctl against npm run dev', { timeout: 240_000 }, () => {
   });
 
   test('enable --wait reaches active and the emulators hold exactly what it provisioned', async () => {
-    const r = smtpctl(
-      '--json',
-      'enable',
-      'demo',
-      '--sourcegraph-url',
-      SOURCEGRAPH,
-      '--gcp-project',
-      'sg-demo-project',
-      '--wait',
-    );
+    const r = smtpctl('--json', ...ENABLE_DEMO, '--wait');
     assert.equal(r.code, 0, r.stderr);
     const status = JSON.parse(r.stdout);
     assert.equal(status.state, 'active');
@@ -225,12 +206,7 @@ describe('smtpctl against npm run dev', { timeout: 240_000 }, () => {
 
   test('a wrong admin token: enable --wait exits 1 with the reason, nothing left behind', async () => {
     const r = smtpctl(
-      'enable',
-      'demo',
-      '--sourcegraph-url',
-      SOURCEGRAPH,
-      '--gcp-project',
-      'sg-demo-project',
+      ...ENABLE_DEMO,
       '--admin-token-secret',
       'projects/sg-demo-project/secrets/no-such-token/versions/latest',
       '--wait',
