@@ -9,7 +9,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import * as http from 'node:http';
-import { isIP, type AddressInfo } from 'node:net';
+import { isIP } from 'node:net';
 
 import {
   buildSchema,
@@ -40,6 +40,7 @@ import type SMTPTransport from 'nodemailer/lib/smtp-transport';
 
 import { Faults, type FaultConfig } from '../lib/faults';
 import { SCHEMA_PATH } from '../vendors/sourcegraph-documents';
+import { listen } from '../lib/listen';
 
 /** Which `sendTestEmail` generation to imitate (see the shared reference). */
 export type TestEmailBehaviour = '3.38' | '5.x' | 'newest';
@@ -556,20 +557,11 @@ export class SourcegraphEmulator {
   /** Starts the server on 127.0.0.1 and a random port unless told otherwise. */
   static async start(opts: SourcegraphEmulatorStartOptions = {}): Promise<SourcegraphEmulator> {
     const schema = buildSchema(readFileSync(SCHEMA_PATH, 'utf8'));
-    const host = opts.host ?? '127.0.0.1';
     const server = http.createServer();
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(opts.port ?? 0, host, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
-    const { port } = server.address() as AddressInfo;
-    const urlHost = host.includes(':') ? `[${host}]` : host;
+    const { origin } = await listen(server, opts.port, opts.host);
     const emulator = new SourcegraphEmulator(
       server,
-      `http://${urlHost}:${port}`,
+      origin,
       new Faults(opts.faults ?? {}),
       schema,
       opts.insecureRelayTls ?? true,

@@ -11,10 +11,10 @@
  */
 import http from 'node:http';
 import { createHash, timingSafeEqual } from 'node:crypto';
-import type { AddressInfo } from 'node:net';
 import type { Payload, PayloadCodec } from '@temporalio/common';
 import { temporal } from '@temporalio/proto';
 import { CodecConfigError, codecFromEnvironment } from '../lib/codec';
+import { listen } from '../lib/listen';
 
 /** Options of startCodecServer. */
 export interface CodecServerOptions {
@@ -263,18 +263,9 @@ export async function startCodecServer(opts: CodecServerOptions): Promise<CodecS
   server.requestTimeout = 30_000;
   server.headersTimeout = 10_000;
 
-  const host = opts.host ?? '127.0.0.1';
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(opts.port ?? 0, host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const { port } = server.address() as AddressInfo;
-  const urlHost = host.includes(':') ? `[${host}]` : host;
+  const { origin } = await listen(server, opts.port, opts.host);
   return {
-    url: `http://${urlHost}:${port}`,
+    url: origin,
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());

@@ -6,9 +6,10 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 
 import { Faults, type FaultConfig } from '../../lib/faults';
+import type { AddressInfo } from 'node:net';
+import { listen } from '../../lib/listen';
 
 /** A subaccount's own status. */
 export type SubaccountStatus = 'active' | 'suspended' | 'terminated';
@@ -381,13 +382,7 @@ export class SparkPostEmulator {
   static async start(opts: SparkPostEmulatorOptions): Promise<SparkPostEmulator> {
     if (!opts.operatorKey) throw new Error('SparkPostEmulator: operatorKey is required');
     const server = http.createServer();
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(opts.port ?? 0, opts.host ?? '127.0.0.1', () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
+    await listen(server, opts.port, opts.host);
     const emu = new SparkPostEmulator(server, opts);
     server.on('request', (req, res) => {
       emu.handle(req, res).catch(() => {

@@ -4,12 +4,12 @@
  * with `smtp/inject` as password, and From domains limited to the sending domains of the key's subaccount. Accepted
  * messages are recorded in the SparkPost emulator (metrics and events), not delivered anywhere.
  */
-import type { AddressInfo } from 'node:net';
 
 import { SMTPServer, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
 
 import { Faults, type FaultConfig } from '../../lib/faults';
 import type { AcceptedMessage, SparkPostEmulator } from './api';
+import { listen } from '../../lib/listen';
 
 export type { AcceptedMessage } from './api';
 
@@ -154,18 +154,11 @@ export class SmtpRelayEmulator {
           .catch((e: unknown) => callback(smtpError(451, `4.3.0 ${e instanceof Error ? e.message : 'error'}`)));
       },
     });
-    await new Promise<void>((resolve, reject) => {
-      server.server.once('error', reject);
-      server.listen(opts.port ?? 0, opts.host ?? '127.0.0.1', () => {
-        server.server.off('error', reject);
-        resolve();
-      });
-    });
+    const bound = await listen(server.server, opts.port, opts.host);
     server.on('error', () => {
       // Client-side socket errors are the client's problem; keep serving.
     });
-    const addr = server.server.address() as AddressInfo;
-    return new SmtpRelayEmulator(server, addr.address, addr.port, faults, messages);
+    return new SmtpRelayEmulator(server, bound.host, bound.port, faults, messages);
   }
 
   /** Stops the relay (open sessions are cut after at most a second). */
