@@ -4,6 +4,7 @@
  * sees in the dev stack is what the tests prove.
  */
 import { randomBytes } from 'node:crypto';
+import type { EnableSpec } from '../lib/types';
 import type { WorkerConfig } from '../worker/config';
 import { SecretManagerEmulator } from './secret-manager';
 import { SourcegraphEmulator, type SiteOptions } from './sourcegraph';
@@ -23,6 +24,17 @@ export interface EmulatedInstance {
   sourcegraphUrl: string;
   gcpProject: string;
   adminTokenSecret: string;
+}
+
+/** The enable spec of an emulated instance (with `extra` on top, e.g. force). */
+export function specFor(i: EmulatedInstance, extra: Partial<EnableSpec> = {}): EnableSpec {
+  return {
+    sourcegraphUrl: i.sourcegraphUrl,
+    gcpProject: i.gcpProject,
+    adminTokenSecret: i.adminTokenSecret,
+    force: false,
+    ...extra,
+  };
 }
 
 /** Domain the emulated SparkPost account shares with every subaccount. */

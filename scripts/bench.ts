@@ -15,7 +15,7 @@ import path from 'node:path';
 import { temporal } from '@temporalio/proto';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { ManagedSmtpClient } from '../client';
-import { EmulatorStack } from '../emulators/stack';
+import { EmulatorStack, specFor } from '../emulators/stack';
 import { workflowIdFor } from '../lib/instance';
 import { startTemporal } from '../test/helpers/temporal';
 import { benchBaselineWorkflow, goSignal } from './bench-workflows';
@@ -160,12 +160,7 @@ async function runOnce(n: number): Promise<Result> {
     const client = new ManagedSmtpClient(env.client, taskQueue);
     const started = Date.now();
     await pool(instances, concurrency, async (i) => {
-      await client.enable(i.name, {
-        sourcegraphUrl: i.sourcegraphUrl,
-        gcpProject: i.gcpProject,
-        adminTokenSecret: i.adminTokenSecret,
-        force: false,
-      });
+      await client.enable(i.name, specFor(i));
     });
     await waitForCount(
       env,

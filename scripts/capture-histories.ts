@@ -7,7 +7,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { temporal } from '@temporalio/proto';
 import { workflowIdFor } from '../lib/instance';
-import { World } from '../test/helpers/world';
+import { World, specFor } from '../test/helpers/world';
 
 const OUT = path.resolve(__dirname, '..', 'test', 'histories');
 
@@ -16,30 +16,24 @@ async function main(): Promise<void> {
   try {
     const lane = await world.lane();
     const wait = (h: Awaited<ReturnType<typeof lane.client.enable>>) => lane.client.waitFor(h, { timeoutMs: 60_000 });
-    const spec = (i: ReturnType<typeof world.stack.addInstance>, force = false) => ({
-      sourcegraphUrl: i.sourcegraphUrl,
-      gcpProject: i.gcpProject,
-      adminTokenSecret: i.adminTokenSecret,
-      force,
-    });
 
     // enable → disable → enable again (reactivation)
     const a = world.stack.addInstance('replay-lifecycle');
-    await wait(await lane.client.enable(a.name, spec(a)));
+    await wait(await lane.client.enable(a.name, specFor(a)));
     await wait(await lane.client.disable(a.name, 'capture'));
-    await wait(await lane.client.enable(a.name, spec(a)));
+    await wait(await lane.client.enable(a.name, specFor(a)));
 
     // customer-owned settings refused
     const c = world.stack.addInstance('replay-customer', {
       config:
         '{"email.address":"it@own.example.com","email.smtp":{"host":"smtp.own.example.com","port":587,"authentication":"none"}}',
     });
-    await wait(await lane.client.enable(c.name, spec(c)));
+    await wait(await lane.client.enable(c.name, specFor(c)));
 
-    // a failed enable (wrong token) then a compensated failure at the test email step
+    // a failed enable: the admin token is wrong
     const f = world.stack.addInstance('replay-failed');
     world.stack.secretManager.seed(`projects/${f.gcpProject}/secrets/sourcegraph-admin-token`, 'sgp_wrong');
-    await wait(await lane.client.enable(f.name, spec(f)));
+    await wait(await lane.client.enable(f.name, specFor(f)));
 
     mkdirSync(OUT, { recursive: true });
     for (const name of [a.name, c.name, f.name]) {

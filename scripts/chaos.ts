@@ -20,7 +20,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { ManagedSmtpClient } from '../client';
-import { EmulatorStack, type EmulatedInstance } from '../emulators/stack';
+import { EmulatorStack, specFor, type EmulatedInstance } from '../emulators/stack';
 import { STATE_KEY } from '../lib/search-attributes';
 import type { InstanceState } from '../lib/types';
 import {
@@ -247,16 +247,7 @@ export async function runChaos(opts: ChaosOptions = {}): Promise<ChaosFigures> {
     }
 
     const enableStart = Date.now();
-    await Promise.all(
-      instances.map((i) =>
-        client.enable(i.name, {
-          sourcegraphUrl: i.sourcegraphUrl,
-          gcpProject: i.gcpProject,
-          adminTokenSecret: i.adminTokenSecret,
-          force: false,
-        }),
-      ),
-    );
+    await Promise.all(instances.map((i) => client.enable(i.name, specFor(i))));
     log(`${n} enables sent; faults on for ${chaosMs / 1000}s`);
 
     // The schedule: kills spread over the window, server restarts around its middle.
@@ -378,16 +369,7 @@ export async function runChaos(opts: ChaosOptions = {}): Promise<ChaosFigures> {
       dirtyFailures = absent.total - absent.converged;
       for (const f of absent.findings) if (!f.converged) log(`failed ${f.name} left: ${f.problems.join('; ')}`);
       log(`${failed.length} enable(s) failed under faults (${dirtyFailures} left something behind); enabling again`);
-      const handles = await Promise.all(
-        failed.map((i) =>
-          client.enable(i.name, {
-            sourcegraphUrl: i.sourcegraphUrl,
-            gcpProject: i.gcpProject,
-            adminTokenSecret: i.adminTokenSecret,
-            force: false,
-          }),
-        ),
-      );
+      const handles = await Promise.all(failed.map((i) => client.enable(i.name, specFor(i))));
       await Promise.allSettled(
         handles.map((h) => client.waitFor(h, { timeoutMs: Math.max(30_000, settleDeadline - Date.now()) })),
       );

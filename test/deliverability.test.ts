@@ -26,7 +26,7 @@ import { BOUNCE_ALERT_KEY } from '../lib/search-attributes';
 import { SparkPostClient } from '../vendors/sparkpost';
 import type { BounceAlertInput, BounceAlertSummary, DeliverabilityStats, FleetRow } from '../workflows/deliverability';
 import { uniqueTaskQueue } from './helpers/temporal';
-import { World } from './helpers/world';
+import { World, specFor } from './helpers/world';
 
 const HOUR = 3600_000;
 /** The secret part of the webhook URL: it must never show up in a history, an error or CLI output. */
@@ -105,12 +105,7 @@ describe('deliverability: stats and bounce alerts', { timeout: 150_000 }, () => 
     await Promise.all(
       ['bouncy', 'quiet', 'trickle'].map(async (name) => {
         const i = world.stack.addInstance(name);
-        const handle = await client.enable(name, {
-          sourcegraphUrl: i.sourcegraphUrl,
-          gcpProject: i.gcpProject,
-          adminTokenSecret: i.adminTokenSecret,
-          force: false,
-        });
+        const handle = await client.enable(name, specFor(i));
         const s = await client.waitFor(handle, { timeoutMs: 60_000, pollMs: 200 });
         assert.equal(s.state, 'active', s.error ?? '');
         subaccounts[name] = s.subaccountId!;

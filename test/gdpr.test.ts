@@ -25,7 +25,7 @@ import type { GdprAuditRecord } from '../lib/types';
 import { SparkPostClient } from '../vendors/sparkpost';
 import { gdprSealContext, gdprWorkflowId } from '../workflows/gdpr';
 import { uniqueTaskQueue } from './helpers/temporal';
-import { World } from './helpers/world';
+import { World, specFor } from './helpers/world';
 
 const INSTANCE = 'gdpr-acme';
 const EVENTS_PER_PAGE = 500;
@@ -147,12 +147,7 @@ describe('GDPR deletion', { timeout: 180_000 }, () => {
 
     client = new ManagedSmtpClient(world.env.client, taskQueue);
     const i = world.stack.addInstance(INSTANCE);
-    const handle = await client.enable(INSTANCE, {
-      sourcegraphUrl: i.sourcegraphUrl,
-      gcpProject: i.gcpProject,
-      adminTokenSecret: i.adminTokenSecret,
-      force: false,
-    });
+    const handle = await client.enable(INSTANCE, specFor(i));
     const status = await client.waitFor(handle, { timeoutMs: 60_000, pollMs: 200 });
     assert.equal(status.state, 'active', status.error ?? '');
     subaccountId = status.subaccountId!;

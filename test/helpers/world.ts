@@ -10,20 +10,10 @@ import { EmulatorStack } from '../../emulators/stack';
 import { createManagedSmtpWorker, vendorDeps } from '../../worker/worker';
 import { startTemporal, uniqueTaskQueue, workflowBundle } from './temporal';
 import { sendKeySecretName } from '../../lib/instance';
-import type { EnableSpec } from '../../lib/types';
-import type { EmulatedInstance } from '../../emulators/stack';
 import { runCli, type Io } from '../../client/smtpctl';
 
-/** The enable spec of an emulated instance. */
-export function specFor(i: EmulatedInstance, extra: Partial<EnableSpec> = {}): EnableSpec {
-  return {
-    sourcegraphUrl: i.sourcegraphUrl,
-    gcpProject: i.gcpProject,
-    adminTokenSecret: i.adminTokenSecret,
-    force: false,
-    ...extra,
-  };
-}
+/** The enable spec of an emulated instance (kept here for the tests' imports). */
+export { specFor } from '../../emulators/stack';
 
 /** What one smtpctl run printed, and its exit code. */
 export interface CliRun {
