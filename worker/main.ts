@@ -83,7 +83,6 @@ function loadSettings(env: NodeJS.ProcessEnv): { settings?: Settings; problems: 
   const operatorKeySecret = env.SPARKPOST_API_KEY?.trim()
     ? undefined
     : env.SPARKPOST_API_KEY_SECRET?.trim() || undefined;
-  const configEnv = env;
 
   // Payload encryption keys: the inline form is checked here; a Secret Manager version is read after validation.
   const codecKeys = env[CODEC_KEYS_ENV]?.trim();
@@ -103,7 +102,7 @@ function loadSettings(env: NodeJS.ProcessEnv): { settings?: Settings; problems: 
 
   let config: WorkerConfig | undefined;
   try {
-    config = loadWorkerConfig(configEnv);
+    config = loadWorkerConfig(env);
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     problems.push(...err.problems);

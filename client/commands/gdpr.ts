@@ -21,7 +21,8 @@ import {
   type gdprDeletionWorkflow,
 } from '../../workflows/gdpr';
 import { WaitTimeoutError, type ManagedSmtpClient } from '../index';
-import { OperationFailed, type CliContext, type CommandModule, type GlobalOpts } from '../smtpctl';
+import { OperationFailed } from '../errors';
+import type { CliContext, CommandModule, GlobalOpts } from '../smtpctl';
 import { UsageError, validate } from '../validation';
 
 /** A usage error whose whole message is given (not `invalid <argument>: ...`). */
