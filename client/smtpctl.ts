@@ -11,7 +11,9 @@ import { connectTemporal } from './connection';
 import {
   ManagedSmtpClient,
   NoWorkflowError,
+  InvalidRequestError,
   RequestRejectedError,
+  RunEndedError,
   WaitTimeoutError,
   type ListedStatus,
   type RequestHandle,
@@ -147,10 +149,14 @@ export function buildProgram(
     timeoutSeconds: number,
   ): Promise<void> {
     const c = await getClient();
-    const status = await c.waitFor(handle, { timeoutMs: timeoutSeconds * 1000, onProgress: progress(opts) });
-    const outcome = ManagedSmtpClient.outcomeOf(status, handle.requestId);
-    if (status.state !== goal || outcome?.startsWith('rejected')) {
-      const why = outcome?.startsWith('rejected') || outcome?.startsWith('superseded') ? outcome : status.error;
+    const { status, outcome: done } = await c.waitForRequest(handle, {
+      timeoutMs: timeoutSeconds * 1000,
+      onProgress: progress(opts),
+    });
+    const outcome = done?.outcome ?? ManagedSmtpClient.outcomeOf(status, handle.requestId);
+    const ended = /^(rejected|superseded|dropped)/.test(outcome ?? '');
+    if (status.state !== goal || ended) {
+      const why = ended ? `request ${outcome}` : status.error;
       throw new OperationFailed(why ?? `${handle.instance} ended ${status.state}`, status);
     }
     emit(opts, status, formatStatus(status));
@@ -168,6 +174,7 @@ export function buildProgram(
     )
     .option('--sender-name <text>', 'email.senderName to set')
     .option('--force', "replace the instance's own SMTP settings")
+    .option('--move', 'move a provisioned instance to a new URL or GCP project (restores the old site first)')
     .option('--wait', 'wait until the instance is active or failed')
     .addOption(new Option('--timeout <seconds>', 'how long --wait waits').default('900'))
     .action(async (instanceArg: string, o: Record<string, string | boolean | undefined>, cmd: Command) => {
@@ -179,7 +186,11 @@ export function buildProgram(
         gcpProject,
         adminTokenSecret: validate.adminTokenSecret(o.adminTokenSecret ?? defaultAdminTokenSecret(gcpProject)),
         force: o.force === true,
+        ...(o.move === true ? { move: true } : {}),
       };
+      if (!spec.adminTokenSecret.startsWith(`projects/${gcpProject}/`)) {
+        throw new UsageError('--admin-token-secret', `must lie in the instance's own project projects/${gcpProject}/`);
+      }
       if (o.senderName !== undefined) spec.senderName = validate.senderName(o.senderName);
       const timeout = validate.timeoutSeconds(o.timeout);
       const c = await getClient();
@@ -349,7 +360,9 @@ export async function runCli(argv: string[], io: Io = processIo, connect?: () =>
     if (err instanceof UsageError) return fail(2, err.message);
     if (err instanceof CodecConfigError) return fail(2, err.message);
     if (err instanceof NoWorkflowError) return fail(1, err.message);
+    if (err instanceof InvalidRequestError) return fail(2, err.message);
     if (err instanceof RequestRejectedError) return fail(1, err.message);
+    if (err instanceof RunEndedError) return fail(1, err.message);
     if (err instanceof OperationFailed) return fail(1, err.message, err.result);
     if (err instanceof WaitTimeoutError) return fail(1, err.message, err.lastStatus ?? undefined);
     const message = err instanceof Error ? err.message.split('\n')[0] : String(err);
