@@ -2,7 +2,13 @@
  * The typed client of managed SMTP: what `smtpctl` and other tooling use to enable, disable and inspect instances.
  */
 import { randomUUID } from 'node:crypto';
-import { Client, WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
+import {
+  Client,
+  ScheduleAlreadyRunning,
+  ScheduleOverlapPolicy,
+  WorkflowNotFoundError,
+  WorkflowUpdateFailedError,
+} from '@temporalio/client';
 import { workflowIdFor, instanceFromWorkflowId } from '../lib/instance';
 import { INSTANCE_KEY, STATE_KEY } from '../lib/search-attributes';
 import { STUCK_AFTER_ATTEMPTS } from '../lib/types';
@@ -22,7 +28,10 @@ import type { RequestOutcome } from '../contract/types';
 import {
   domainStatusQuery,
   domainWorkflowIdFor,
+  fleetCheckWorkflow,
   managedSmtpWorkflow,
+  type FleetCheckInput,
+  type FleetCheckReport,
   verifySendingDomainSignal,
   type DomainWorkflowStatus,
 } from '../workflows';
@@ -121,6 +130,9 @@ export interface WaitOptions {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** Id of the fleet check schedule. */
+export const FLEET_CHECK_SCHEDULE_ID = 'managed-smtp-fleet-check';
+
 /** Client of the managed SMTP workflows. */
 export class ManagedSmtpClient {
   constructor(
@@ -161,6 +173,40 @@ export class ManagedSmtpClient {
       throw err;
     }
     return { instance, requestId, workflowId };
+  }
+
+  /** Runs the fleet check once and returns its report (summary plus the problems). */
+  async checkFleet(input: FleetCheckInput): Promise<FleetCheckReport> {
+    return this.temporal.workflow.execute(fleetCheckWorkflow, {
+      workflowId: `${FLEET_CHECK_SCHEDULE_ID}/${randomUUID()}`,
+      taskQueue: this.taskQueue,
+      args: [input],
+      // Bounded: without a worker on the task queue this would otherwise wait forever.
+      workflowExecutionTimeout: '30m',
+    });
+  }
+
+  /** Creates or updates the fleet check schedule (`every` like 1h); returns what it did. */
+  async scheduleFleetCheck(input: FleetCheckInput, every: string): Promise<'created' | 'updated'> {
+    const action = {
+      type: 'startWorkflow' as const,
+      workflowType: fleetCheckWorkflow,
+      args: [input] as [FleetCheckInput],
+      taskQueue: this.taskQueue,
+      workflowId: `${FLEET_CHECK_SCHEDULE_ID}/run`,
+    };
+    const spec = { intervals: [{ every }] };
+    const policies = { overlap: ScheduleOverlapPolicy.SKIP };
+    try {
+      await this.temporal.schedule.create({ scheduleId: FLEET_CHECK_SCHEDULE_ID, spec, action, policies });
+      return 'created';
+    } catch (err) {
+      if (!(err instanceof ScheduleAlreadyRunning)) throw err;
+      await this.temporal.schedule
+        .getHandle(FLEET_CHECK_SCHEDULE_ID)
+        .update((prev) => ({ ...prev, spec, action, policies: { ...prev.policies, ...policies } }));
+      return 'updated';
+    }
   }
 
   /** The instance's status. Throws NoWorkflowError when there is no workflow. */
