@@ -420,6 +420,16 @@ export class ManagedSmtpClient {
     throw new WaitTimeoutError(handle.instance, last, Math.round(timeoutMs / 1000));
   }
 
+  /** How a request ended, or that it is still pending; null when the entity never saw it. */
+  async request(instance: string, requestId: string): Promise<RequestOutcome | null> {
+    try {
+      return await this.temporal.workflow.getHandle(workflowIdFor(instance)).query(requestQuery, requestId);
+    } catch (err) {
+      if (err instanceof WorkflowNotFoundError) throw new NoWorkflowError(instance);
+      throw err;
+    }
+  }
+
   /** The outcome recorded for a request (its final state, or why it was rejected). */
   static outcomeOf(status: InstanceStatus, requestId: string): string | undefined {
     return status.requests.find((r) => r.id === requestId)?.outcome;
