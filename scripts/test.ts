@@ -1,6 +1,7 @@
 /**
  * `npm test`: finds or installs the Temporal CLI and the time-skipping test server once (so test files never race
- * to install them), then runs every test file with Node's built-in test runner through tsx. Extra arguments are passed on (e.g. a single file).
+ * to install them), then runs every test file with Node's built-in test runner through tsx. Extra arguments are
+ * passed on (e.g. a single file).
  */
 import { spawnSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
