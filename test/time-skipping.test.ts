@@ -6,6 +6,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
+import { INSTANCE_KEY } from '../lib/search-attributes';
 import { startTimeSkipping } from './helpers/time-skipping';
 import { uniqueTaskQueue } from './helpers/temporal';
 import { sleepDays } from './fixtures/time-skipping-workflows';
@@ -31,7 +32,13 @@ test('a workflow sleeping 30 days completes: workflow time advances 30 days, the
   });
   const wallStart = Date.now();
   const r = await worker.runUntil(
-    env.client.workflow.execute(sleepDays, { taskQueue, workflowId: `sleep-${taskQueue}`, args: [30] }),
+    env.client.workflow.execute(sleepDays, {
+      taskQueue,
+      workflowId: `sleep-${taskQueue}`,
+      args: [30],
+      // managed SMTP's search attributes are registered by the helper (the test server rejects unknown ones)
+      typedSearchAttributes: [{ key: INSTANCE_KEY, value: 'time-skipping' }],
+    }),
   );
   assert.ok(r.wokeAt - r.startedAt >= 30 * DAY_MS, `workflow time moved ${(r.wokeAt - r.startedAt) / DAY_MS} days`);
   // The activity ran on the real clock: far less than a day passed for it, so the 30 days were skipped, not waited.
