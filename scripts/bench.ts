@@ -417,10 +417,12 @@ async function startManagedWorker(emulators: Emulators, address: string, taskQue
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Waiting for an enable without loading the worker: long-poll the history until the state search attribute says
-// the enable finished (queries would be workflow tasks on the worker being measured).
+// Waiting for enables without loading the worker being measured (a status query is a workflow task on it): one
+// visibility query every WATCH_MS for all enables in flight finds the finished ones; each one's latency is read
+// afterwards from its history (the server time of the upsert that set its final state).
 
-const FINAL_STATES = new Set(['active', 'failed', 'customer-managed']);
+const FINAL_STATES = ['active', 'failed', 'customer-managed'];
+const WATCH_MS = 100;
 
 function upsertedState(e: HistoryEvent): string | null {
   const p = e.upsertWorkflowSearchAttributesEventAttributes?.searchAttributes?.indexedFields?.[STATE_KEY.name];
@@ -432,40 +434,60 @@ function upsertedState(e: HistoryEvent): string | null {
   }
 }
 
-/** Waits until the instance's workflow upserted a final state; returns it and its server time (ms). */
-async function waitForFinalState(
-  client: Client,
-  workflowId: string,
-  timeoutMs: number,
-): Promise<{ state: string; at: number }> {
-  const deadline = Date.now() + timeoutMs;
-  let token: Uint8Array | undefined;
-  let lastId = 0;
-  while (Date.now() < deadline) {
-    let r: temporal.api.workflowservice.v1.GetWorkflowExecutionHistoryResponse;
-    try {
-      r = await client.workflowService.getWorkflowExecutionHistory({
-        namespace: client.options.namespace,
-        execution: { workflowId },
-        nextPageToken: token,
-        waitNewEvent: true,
-        maximumPageSize: 1000,
+/** Resolves a promise per workflow id once visibility shows its state final. */
+class CompletionWatcher {
+  private readonly waiting = new Map<string, (state: string) => void>();
+  private timer: NodeJS.Timeout | null = null;
+  private busy = false;
+
+  constructor(private readonly client: Client) {}
+
+  wait(workflowId: string, timeoutMs: number): Promise<string> {
+    return new Promise<string>((resolve, reject) => {
+      const t = setTimeout(() => {
+        this.waiting.delete(workflowId);
+        reject(new Error(`${workflowId} did not finish its enable in ${timeoutMs / 1000}s`));
+      }, timeoutMs);
+      this.waiting.set(workflowId, (state) => {
+        clearTimeout(t);
+        resolve(state);
       });
-    } catch {
-      await sleep(50); // a long poll that timed out: ask again
-      continue;
-    }
-    for (const e of r.history?.events ?? []) {
-      const id = Number(e.eventId ?? 0);
-      if (id <= lastId) continue;
-      lastId = id;
-      const state = upsertedState(e);
-      if (state && FINAL_STATES.has(state)) return { state, at: eventMs(e) };
-    }
-    token = r.nextPageToken?.length ? r.nextPageToken : undefined;
-    if (!token) await sleep(20);
+      this.timer ??= setInterval(() => void this.tick(), WATCH_MS);
+    });
   }
-  throw new Error(`${workflowId} did not finish its enable in ${timeoutMs / 1000}s`);
+
+  private async tick(): Promise<void> {
+    if (this.busy) return;
+    if (this.waiting.size === 0) {
+      clearInterval(this.timer!);
+      this.timer = null;
+      return;
+    }
+    this.busy = true;
+    try {
+      const ids = [...this.waiting.keys()].map((id) => `'${id}'`).join(', ');
+      const states = FINAL_STATES.map((st) => `'${st}'`).join(', ');
+      const query = `WorkflowId IN (${ids}) AND ${STATE_KEY.name} IN (${states})`;
+      for await (const wf of this.client.workflow.list({ query })) {
+        const done = this.waiting.get(wf.workflowId);
+        this.waiting.delete(wf.workflowId);
+        done?.(String(wf.typedSearchAttributes.get(STATE_KEY) ?? 'active'));
+      }
+    } catch {
+      // a failed poll is retried at the next tick
+    } finally {
+      this.busy = false;
+    }
+  }
+}
+
+/** Server time (ms) of the upsert that set the first final state in the workflow's history. */
+async function finishedAt(client: Client, workflowId: string): Promise<number> {
+  for (const e of await historyOf(client, workflowId)) {
+    const state = upsertedState(e);
+    if (state && FINAL_STATES.includes(state)) return eventMs(e);
+  }
+  return NaN;
 }
 
 interface ClosedLoopResult {
@@ -480,17 +502,24 @@ async function managedClosedLoop(
   instances: EmulatedInstance[],
   concurrency: number,
 ): Promise<ClosedLoopResult> {
-  const latencies: number[] = [];
+  const watcher = new CompletionWatcher(client.temporal);
+  const starts: Array<{ workflowId: string; t0: number }> = [];
   let failed = 0;
   const started = Date.now();
   await pool(instances, concurrency, async (i) => {
     const t0 = Date.now();
     const { workflowId } = await client.enable(i.name, specFor(i));
-    const end = await waitForFinalState(client.temporal, workflowId, 300_000);
-    if (end.state !== 'active') failed++;
-    latencies.push(end.at - t0);
+    starts.push({ workflowId, t0 });
+    if ((await watcher.wait(workflowId, 600_000)) !== 'active') failed++;
   });
-  return { wallMs: Date.now() - started, latencies, failed };
+  const wallMs = Date.now() - started;
+  const latencies: number[] = [];
+  await pool(
+    starts,
+    10,
+    async ({ workflowId, t0 }) => void latencies.push((await finishedAt(client.temporal, workflowId)) - t0),
+  );
+  return { wallMs, latencies, failed };
 }
 
 /** The no-op baseline, closed loop like managedClosedLoop. */
@@ -1033,7 +1062,8 @@ async function fleetSection(ctx: Ctx, n: number): Promise<void> {
       const probe = await client.status(instances[0].name);
       if (probe.state !== 'active') throw new Error(`seeded entity answers ${probe.state}: try --fleet-seed enable`);
     }
-    for (let i = 0; i < 100; i++) {
+    const seededBy = Date.now() + 60_000 + n * 100;
+    while (Date.now() < seededBy) {
       const { count } = await ctx.env.client.workflow.count(
         `WorkflowType = 'managedSmtpWorkflow' AND ${STATE_KEY.name} = 'active'`,
       );
