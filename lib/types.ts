@@ -260,6 +260,8 @@ export interface InstanceStatus {
   lastSendingDomainChange?: OperationRecord | null;
   /** The last IP pool assignment or unassignment. */
   lastIpPoolChange?: OperationRecord | null;
+  /** The operator's last word (enable or disable): what a repair of a `failed` instance goes back to. */
+  intent?: 'enable' | 'disable';
   /** Bumped by every operator request; a repair carries the generation its check saw and is dropped if it moved. */
   generation?: number;
   /** Messages that did not parse, newest last (bounded): recorded and ignored. */

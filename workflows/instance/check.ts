@@ -20,9 +20,11 @@ export async function check(e: Entity, req: { requestId: string; enforce: boolea
   let findings: Finding[];
   try {
     if (!s.spec) throw new Error(`${s.instance} was never enabled: nothing to check`);
+    // A failed instance is checked against what the operator asked last.
+    const expected = s.state === 'failed' ? (s.intent === 'disable' ? 'disabled' : 'active') : s.state;
     findings = await checking.checkInstance({
       instance: s.instance,
-      state: s.state,
+      state: expected,
       spec: s.spec,
       subaccountId: s.subaccountId,
       keyId: s.keyId,
@@ -33,16 +35,24 @@ export async function check(e: Entity, req: { requestId: string; enforce: boolea
     const message = isCancellation(err) ? 'cancelled by a disable request' : describeFailure(err);
     findings = [{ check: 'check', ok: false, message: `the check could not run: ${message}`, repairable: false }];
   }
+  if (observed.state === 'failed') {
+    const why = (s.error ?? 'the last request failed').slice(0, 300);
+    findings.push({ check: 'state', ok: false, message: `${s.instance} is failed: ${why}`, repairable: true });
+  }
   const problems = findings.filter((f) => !f.ok);
   let repairRequestId: string | null = null;
   if (req.enforce && problems.some((f) => f.repairable)) {
-    if (observed.state === 'active' || observed.state === 'disabled') {
+    // What the operator asked last decides the repair: an active instance is re-enabled, a disabled one re-disabled,
+    // a failed one goes back to the operator's last word (a failed rotation re-enables; a failed disable re-disables).
+    const action =
+      observed.state === 'active' ? 'enable' : observed.state === 'disabled' ? 'disable' : (s.intent ?? null);
+    if (action) {
       repairRequestId = `${req.requestId}-repair`;
       const repair: QueuedRequest = {
         kind: 'repair',
         request: {
           requestId: repairRequestId,
-          action: observed.state === 'active' ? 'enable' : 'disable',
+          action,
           observedGeneration: observed.generation,
         },
       };
@@ -64,7 +74,10 @@ export function repairDropReason(
   if ((s.generation ?? 0) !== repair.observedGeneration) {
     return 'dropped: an operator request arrived after the check looked';
   }
-  if (repair.action === 'enable' && s.state !== 'active') return `dropped: ${s.instance} is ${s.state} now`;
-  if (repair.action === 'disable' && s.state !== 'disabled') return `dropped: ${s.instance} is ${s.state} now`;
+  // Never the other way round: an enable repair only on active/failed, a disable repair only on disabled/failed.
+  const allowed = repair.action === 'enable' ? ['active', 'failed'] : ['disabled', 'failed'];
+  if (!allowed.includes(s.state) || (s.state === 'failed' && s.intent !== repair.action)) {
+    return `dropped: ${s.instance} is ${s.state} now`;
+  }
   return null;
 }

@@ -69,6 +69,7 @@ export class Handlers {
     const refused = this.refusal ?? specChangeProblem(e.status, spec);
     if (refused) return e.record('enable', req.requestId, `rejected: ${refused}`);
     e.bumpGeneration();
+    e.status.intent = 'enable';
     e.record('enable', req.requestId);
     // The last word wins: an enable still waiting is replaced by this one.
     for (let i = e.queue.length - 1; i >= 0; i--) {
@@ -86,6 +87,7 @@ export class Handlers {
     const req = this.parse('disable', disableRequestSchema, payload);
     if (!req) return;
     e.bumpGeneration();
+    e.status.intent = 'disable';
     e.record('disable', req.requestId);
     e.supersedeForDisable();
     e.queue.push({ kind: 'disable', request: req });
@@ -181,8 +183,8 @@ export class Handlers {
     const e = this.e;
     const s = e.status;
     if (!s.spec) throw new Error(`${s.instance} was never enabled: nothing to check`);
-    if (s.state !== 'active' && s.state !== 'disabled') {
-      throw new Error(`${s.instance} is ${s.state}: check an instance that is active or disabled`);
+    if (s.state !== 'active' && s.state !== 'disabled' && !(s.state === 'failed' && s.intent)) {
+      throw new Error(`${s.instance} is ${s.state}: check an instance that is active, disabled or failed`);
     }
     if (s.step !== null || e.current || e.queue.length > 0) {
       throw new Error(`${s.instance} is busy (${s.step ?? e.current?.kind ?? 'requests queued'}): check it when idle`);
