@@ -18,7 +18,6 @@ import { uniqueTaskQueue, workflowBundle } from './helpers/temporal';
 import { startTimeSkipping } from './helpers/time-skipping';
 
 const HOUR = 3_600_000;
-const DAY = 24 * HOUR;
 const CHECK_EVERY_HOURS = 8;
 const OUTAGE = { fromDay: 120, toDay: 210 };
 
@@ -66,7 +65,6 @@ test(
     const handle = env.client.workflow.getHandle(workflowIdFor(i.name));
     const firstRunId = (await handle.describe()).runId;
     const start = Date.now();
-    let now = 0; // simulated ms since the start
     const rotations: string[] = [];
     let gdpr = 0;
     let checks = 0;
@@ -115,7 +113,6 @@ test(
           );
         }
         await env.sleep(CHECK_EVERY_HOURS * HOUR);
-        now += CHECK_EVERY_HOURS * HOUR;
       }
       if (day >= OUTAGE.toDay && recoveredOnDay === null && (await client.status(i.name)).state === 'active') {
         recoveredOnDay = day;
@@ -133,12 +130,15 @@ test(
     let runId: string | undefined = firstRunId;
     const sizes: number[] = [];
     for (let n = 0; runId && n < 1000; n++) {
-      const history = await env.client.workflow.getHandle(workflowIdFor(i.name), runId).fetchHistory();
+      const history: Awaited<ReturnType<typeof handle.fetchHistory>> = await env.client.workflow
+        .getHandle(workflowIdFor(i.name), runId)
+        .fetchHistory();
       const events = history.events ?? [];
       sizes.push(events.length);
       assert.ok(events.length < 10_000, `run ${n} has ${events.length} events`);
       const last = events.at(-1);
-      const next = last?.workflowExecutionContinuedAsNewEventAttributes?.newExecutionRunId ?? undefined;
+      const next: string | undefined =
+        last?.workflowExecutionContinuedAsNewEventAttributes?.newExecutionRunId ?? undefined;
       if (!next) assert.equal((await handle.describe()).runId, runId, 'the chain ends at the running run');
       runId = next;
     }
