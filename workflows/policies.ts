@@ -45,12 +45,15 @@ export const DAY_TWO: ActivityOptions = {
   retry: { ...PROVISIONING.retry, maximumInterval: '30s', maximumAttempts: 8 },
 };
 
-/** The invariant check: read-only and bounded, so a check against an unreachable instance returns. */
+/**
+ * The invariant check: read-only, periodic and bounded, so a check against an unreachable instance returns quickly
+ * ("could not run") and the next scheduled check tries again; one retry covers a blip.
+ */
 export const CHECK: ActivityOptions = {
   startToCloseTimeout: '30s',
   heartbeatTimeout: '20s',
-  scheduleToCloseTimeout: '90s',
-  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '10s', maximumAttempts: 4 },
+  scheduleToCloseTimeout: '70s',
+  retry: { initialInterval: '500ms', backoffCoefficient: 2, maximumInterval: '5s', maximumAttempts: 2 },
 };
 
 /**
