@@ -63,6 +63,8 @@ export interface EnableRequest {
 export interface DisableRequest {
   requestId: string;
   reason?: string;
+  /** issue 11: the instance leaves for good (`smtpctl offboard`): a later enable is refused. */
+  offboard?: boolean;
 }
 
 /** The outcome of the last test email. */
@@ -215,6 +217,11 @@ export interface GdprAuditRecord {
   optOut: boolean;
   outcome: 'filed' | 'failed';
   error?: string;
+  /** issue 11: when verification ran, and how many recipients it still found. */
+  verifiedAt?: string;
+  found?: number;
+  /** issue 11: when the request's secret was destroyed (crypto-shredding). */
+  listDestroyedAt?: string;
 }
 
 /** What `status` returns (a superset of INTERFACE.md's `status --json`). */
@@ -258,4 +265,6 @@ export interface InstanceStatus {
   lastSendingDomainChange?: OperationRecord | null;
   /** The last IP pool assignment or unassignment. */
   lastIpPoolChange?: OperationRecord | null;
+  /** issue 11: set once an offboarding's disable finished; every later enable is rejected. */
+  offboarded?: { at: string; requestId: string } | null;
 }

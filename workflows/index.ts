@@ -305,6 +305,11 @@ class Instance {
       this.record('enable', String(request?.requestId ?? 'unknown'), `rejected: ${problem}`);
       return;
     }
+    // issue 11: an offboarded instance left for good.
+    if (this.status.offboarded) {
+      this.record('enable', request.requestId, `rejected: ${offboardedSentence(this.status)}`);
+      return;
+    }
     this.record('enable', request.requestId);
     this.queue.push({ kind: 'enable', request });
   }
@@ -336,7 +341,12 @@ class Instance {
 
   onGdprAudit(record: GdprAuditRecord): void {
     const audit = (this.status.gdprAudit ??= []);
-    if (audit.some((r) => r.requestId === record.requestId)) return; // a retried signal
+    // issue 11: a request reports when filed and again when verified and shredded: the later record replaces.
+    const i = audit.findIndex((r) => r.requestId === record.requestId);
+    if (i >= 0) {
+      audit[i] = record;
+      return;
+    }
     audit.push(record);
     if (audit.length > MAX_AUDIT_RECORDS) audit.shift();
   }
@@ -1063,8 +1073,17 @@ class Instance {
     this.forgetProvisioned(false);
     this.status.error = null;
     this.status.warnings = request.reason ? [`disabled: ${request.reason}`] : [];
+    // issue 11: remembered before the state change, so a status showing this request finished shows it too.
+    if (request.offboard === true && !this.status.offboarded) {
+      this.status.offboarded = { at: new Date().toISOString(), requestId: request.requestId };
+    }
     this.setState('disabled', null);
   }
+}
+
+/** issue 11: why an offboarded instance refuses enable. */
+function offboardedSentence(s: InstanceStatus): string {
+  return `${s.instance} was offboarded at ${s.offboarded?.at} (request ${s.offboarded?.requestId}): its subaccount is terminated and its data erased, so it cannot be enabled again`;
 }
 
 /** The entity workflow of one instance. Start it with signalWithStart(enableSignal) under `managed-smtp/<instance>`. */
@@ -1074,5 +1093,6 @@ export async function managedSmtpWorkflow(input: ManagedSmtpInput): Promise<void
 
 export * from './fleet';
 export * from './gdpr';
+export * from './offboard';
 export * from './deliverability';
 export * from './domains';
