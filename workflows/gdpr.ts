@@ -377,7 +377,8 @@ export async function gdprDeletionWorkflow(input: GdprDeletionInput): Promise<Gd
     });
     receipt.state = failed ? 'failed' : 'complete';
   }
-  await tellEntity();
+  // A cancelled request still leaves its receipt with the entity.
+  await CancellationScope.nonCancellable(tellEntity);
   show(
     `${receipt.state}: ${receipt.recipients} recipients in ${receipt.batches} batches` +
       (receipt.found !== null ? `, ${receipt.found} still found at verification` : '') +

@@ -135,7 +135,7 @@ export interface SuppressionSeed {
 
 /** How RTBF requests are carried out: after a delay, and with recipients that survive some requests. */
 export interface PrivacyProcessing {
-  /** Milliseconds between filing and erasure (default 0: erased when filed). */
+  /** Milliseconds between filing and erasure (default 0: erased before the next API call is answered). */
   delayMs: number;
 }
 
