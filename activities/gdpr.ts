@@ -296,6 +296,7 @@ export function createGdprActivities(deps: GdprActivityDeps) {
             requestsSent: 0,
             resumedBatches: done,
             skippedInvalid: 0,
+            filedAt: new Date().toISOString(),
             hashedAt: new Date().toISOString(),
           };
         }
@@ -328,6 +329,7 @@ export function createGdprActivities(deps: GdprActivityDeps) {
           );
         });
 
+        const filedAt = new Date().toISOString();
         // Filed: from now on the secret holds keyed hashes only, and the version with the addresses is destroyed.
         const hashed: GdprSecretPayload = {
           v: 1,
@@ -347,6 +349,7 @@ export function createGdprActivities(deps: GdprActivityDeps) {
           requestsSent,
           resumedBatches: resume,
           skippedInvalid,
+          filedAt,
           hashedAt: new Date().toISOString(),
         };
       } catch (err) {

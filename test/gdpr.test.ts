@@ -236,7 +236,7 @@ describe('GDPR erasure (no codec keys)', { timeout: 600_000 }, () => {
     return file;
   }
 
-  test('--recipient a --recipient b --wait: one scoped request with exactly a and b, verified, secret shredded, nothing leaked', async () => {
+  test('--recipient a --recipient b --wait: one scoped request with exactly a and b, verified, secret shredded, nothing leaked', async (t) => {
     const [a, b] = addresses(2, 'pair');
     const emu = world.stack.sparkpost;
     emu.addEvents(subaccountId, [
@@ -290,6 +290,7 @@ describe('GDPR erasure (no codec keys)', { timeout: 600_000 }, () => {
     const shown = await world.cli('gdpr-status', INSTANCE, receipt.requestId);
     assert.equal(shown.code, 0, shown.err);
     assert.match(shown.out, /list destroyed at +\S+ \(\d+ versions\)/);
+    t.diagnostic(`example receipt:\n${shown.out}`);
     await assertNoAddressLeaked(
       [a, b],
       [gdprWorkflowId(INSTANCE, receipt.requestId), workflowIdFor(INSTANCE)],

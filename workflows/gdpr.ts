@@ -159,6 +159,8 @@ export interface GdprFilingResult {
   requestsSent: number;
   resumedBatches: number;
   skippedInvalid: number;
+  /** When the last batch was filed (the activity's clock). */
+  filedAt: string;
   /** When the list in the secret was replaced by keyed hashes. */
   hashedAt: string;
 }
@@ -324,7 +326,7 @@ export async function gdprDeletionWorkflow(input: GdprDeletionInput): Promise<Gd
     receipt.recipients = filed.recipients;
     receipt.batches = filed.batches;
     receipt.resumedBatches = filed.resumedBatches;
-    receipt.filedAt = new Date().toISOString();
+    receipt.filedAt = filed.filedAt;
     receipt.listHashedAt = filed.hashedAt;
     if (filed.skippedInvalid > 0) {
       receipt.error = `${filed.skippedInvalid} known recipients were not valid addresses and were skipped`;
