@@ -34,6 +34,7 @@ import { TEST_EMAIL_FAILED, siteConfigUnusable, withFailureMapping } from './fai
 import { createKeyHousekeeping } from './send-keys';
 import { createOperationActivities } from './operations';
 import { createGdprActivities } from './gdpr';
+import { createOffboardActivities } from './offboard';
 import { createDeliverabilityActivities } from './deliverability';
 import { createDomainActivities } from './domains';
 import { createFleetActivities } from './fleet';
@@ -64,6 +65,9 @@ export type SparkPostApi = Pick<
   | 'createRtbfRequest'
   | 'createOptOutRequest'
   | 'listMessageEventRecipients'
+  // issue 11: GDPR verification and offboarding
+  | 'searchMessageEvents'
+  | 'searchSuppressions'
   | 'getDeliverability'
   | 'getDeliverabilityBySubaccount'
   | 'listSubaccounts'
@@ -78,7 +82,15 @@ export type SparkPostApi = Pick<
 /** The Secret Manager calls the activities make. */
 export type SecretsApi = Pick<
   SecretStore,
-  'ensureSecret' | 'addVersion' | 'access' | 'accessIfExists' | 'listVersions' | 'destroyVersion' | 'deleteSecret'
+  | 'ensureSecret'
+  | 'addVersion'
+  | 'access'
+  | 'accessIfExists'
+  | 'listVersions'
+  | 'destroyVersion'
+  | 'deleteSecret'
+  // issue 11: offboarding deletes every secret managed-smtp made for the instance
+  | 'listSecrets'
 >;
 
 /** Settings from the worker's environment that shape what gets provisioned. */
@@ -426,7 +438,8 @@ export function createActivities(rawDeps: ActivityDeps) {
     ),
     ...createFleetActivities({ temporal: deps.temporal }),
     // GDPR filing keeps progress in its heartbeat details: it gets the clients without the bare heartbeats.
-    ...createGdprActivities({ sparkpost: rawDeps.sparkpost, sealingKeys: deps.sealingKeys ?? null }),
+    ...createGdprActivities({ sparkpost: rawDeps.sparkpost, secrets: rawDeps.secrets }),
+    ...createOffboardActivities({ temporal: deps.temporal }),
     ...createDeliverabilityActivities({
       sparkpost: rawDeps.sparkpost,
       temporal: deps.temporal,

@@ -94,7 +94,10 @@ function formatStatus(s: InstanceStatus): string {
   if (audit) {
     rows.push([
       'gdpr deletion',
-      `${audit.outcome} at ${audit.at}: ${audit.recipients} recipients, ${audit.batches} batches`,
+      `${audit.outcome} at ${audit.at}: ${audit.recipients} recipients, ${audit.batches} batches` +
+        // issue 11: verification and shredding, once they happened
+        (audit.verifiedAt ? `; verified at ${audit.verifiedAt}, ${audit.found ?? 0} still found` : '') +
+        (audit.listDestroyedAt ? `; list destroyed at ${audit.listDestroyedAt}` : ''),
     ]);
   }
   if (s.lastRotation)

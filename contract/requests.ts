@@ -87,7 +87,12 @@ export const enableSpecSchema = z
 /** The enable signal's payload. */
 export const enableRequestSchema = z.object({ requestId, spec: enableSpecSchema });
 /** The disable signal's payload. */
-export const disableRequestSchema = z.object({ requestId, reason: reasonSchema.optional() });
+export const disableRequestSchema = z.object({
+  requestId,
+  reason: reasonSchema.optional(),
+  /** The instance leaves for good (`smtpctl offboard`): a later enable is refused. */
+  offboard: z.boolean().optional(),
+});
 /** The rotateKey update's payload. */
 export const rotateRequestSchema = z.object({ requestId });
 /** The check update's payload. */
@@ -137,6 +142,9 @@ export const gdprAuditSchema = z
     optOut: z.boolean(),
     outcome: z.enum(['filed', 'failed']),
     error: z.string().max(2000).optional(),
+    verifiedAt: isoTime.optional(),
+    found: z.number().int().nonnegative().optional(),
+    listDestroyedAt: isoTime.optional(),
   })
   .passthrough();
 /** The stuck signal's payload. */

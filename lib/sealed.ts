@@ -8,7 +8,9 @@
  * data, so an envelope made for one request cannot be replayed into another. Errors name key ids, never key
  * material or plaintext.
  */
-import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHmac, randomBytes } from 'node:crypto';
+import { gunzipSync, gzipSync } from 'node:zlib';
+import { z } from 'zod';
 import type { CodecKey } from './codec';
 
 /** An AES-256-GCM envelope; every field is JSON-safe. */
@@ -85,4 +87,119 @@ export function unseal(keys: readonly CodecKey[], sealed: Sealed, context = ''):
       `sealed value (key id "${found.id}") failed authentication: wrong key, altered data or another request`,
     );
   }
+}
+
+// ---------------------------------------------------------------- GDPR request secrets (issue 11)
+
+/**
+ * The payload of a per-request GDPR secret (`managed-smtp-gdpr-<requestId>` in the instance's own project). It is
+ * the only place the recipients of a request ever rest, and Secret Manager is what protects them (IAM, encryption at
+ * rest); destroying its versions and deleting it at the end is the crypto-shredding. It also holds the request's
+ * HMAC key, so the keyed hashes that verification matches against stay useless without the secret.
+ *
+ * Stage `recipients` holds the addresses (until filed); stage `hashes` only their keyed hashes (for verification).
+ * `context` binds the payload to one instance and request, so a secret copied into another request is refused.
+ */
+export const gdprSecretPayload = z.discriminatedUnion('stage', [
+  z.object({
+    v: z.literal(1),
+    stage: z.literal('recipients'),
+    context: z.string().min(1),
+    hmacKey: z.string().regex(/^[A-Za-z0-9+/]{43}=$/),
+    /** The listed addresses, or null for every recipient the subaccount knows (events and suppression list). */
+    recipients: z.array(z.string()).nullable(),
+  }),
+  z.object({
+    v: z.literal(1),
+    stage: z.literal('hashes'),
+    context: z.string().min(1),
+    hmacKey: z.string().regex(/^[A-Za-z0-9+/]{43}=$/),
+    hashes: z.array(z.string().regex(/^[0-9a-f]{64}$/)),
+  }),
+]);
+
+/** A parsed GDPR request secret. */
+export type GdprSecretPayload = z.infer<typeof gdprSecretPayload>;
+
+/** A fresh 256-bit HMAC key for one request, base64. */
+export function newHmacKey(): string {
+  return randomBytes(32).toString('base64');
+}
+
+/** The keyed hash of an address (trimmed, lowercased: SparkPost compares addresses that way). */
+export function recipientHash(hmacKey: string, address: string): string {
+  return createHmac('sha256', Buffer.from(hmacKey, 'base64')).update(address.trim().toLowerCase()).digest('hex');
+}
+
+/** Parses a GDPR secret bound to `context`; the error says what is wrong and never quotes the payload. */
+export function parseGdprSecret(text: string, context: string): GdprSecretPayload {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    throw new UnsealError('the GDPR request secret is not JSON');
+  }
+  const parsed = gdprSecretPayload.safeParse(raw);
+  if (!parsed.success) throw new UnsealError('the GDPR request secret does not have the expected shape');
+  if (parsed.data.context !== context) throw new UnsealError('the GDPR request secret belongs to another request');
+  return parsed.data;
+}
+
+/** Secret Manager takes at most 64 KiB per version: a payload is gzipped and spread over versions of this size. */
+const CHUNK_CHARS = 48 * 1024;
+/** Most versions one payload may take (about 2.5 MB of gzip). */
+const MAX_CHUNKS = 50;
+
+const chunkSchema = z.object({
+  v: z.literal(1),
+  /** Random id of one write: parts of different writes never mix. */
+  write: z.string().regex(/^[0-9a-f]{16}$/),
+  part: z.number().int().min(0),
+  parts: z.number().int().min(1).max(MAX_CHUNKS),
+  gz: z.string(),
+});
+
+/** The version payloads that carry `payload` (gzip, base64, in parts of at most 48 KiB). */
+export function gdprSecretVersions(payload: GdprSecretPayload): string[] {
+  const gz = gzipSync(Buffer.from(JSON.stringify(payload), 'utf8')).toString('base64');
+  const parts = Math.max(1, Math.ceil(gz.length / CHUNK_CHARS));
+  if (parts > MAX_CHUNKS) throw new UnsealError(`the GDPR request is too large for its secret (${parts} parts)`);
+  const write = randomBytes(8).toString('hex');
+  return Array.from({ length: parts }, (_, part) =>
+    JSON.stringify({ v: 1, write, part, parts, gz: gz.slice(part * CHUNK_CHARS, (part + 1) * CHUNK_CHARS) }),
+  );
+}
+
+/**
+ * The payload spread over `versions` (version texts, oldest first): of the complete writes, the newest one whose
+ * stage is `hashes` wins (it supersedes the list), else the newest. Null when no write is complete.
+ */
+export function readGdprSecretVersions(versions: readonly string[], context: string): GdprSecretPayload | null {
+  const writes = new Map<string, { parts: number; got: Map<number, string>; last: number }>();
+  versions.forEach((text, index) => {
+    let raw: unknown;
+    try {
+      raw = JSON.parse(text);
+    } catch {
+      return;
+    }
+    const c = chunkSchema.safeParse(raw);
+    if (!c.success || c.data.part >= c.data.parts) return;
+    const w = writes.get(c.data.write) ?? { parts: c.data.parts, got: new Map<number, string>(), last: index };
+    w.got.set(c.data.part, c.data.gz);
+    w.last = Math.max(w.last, index);
+    writes.set(c.data.write, w);
+  });
+  const complete = [...writes.values()].filter((w) => w.got.size === w.parts).sort((a, b) => b.last - a.last);
+  const payloads = complete.map((w) => {
+    const gz = Array.from({ length: w.parts }, (_, i) => w.got.get(i)!).join('');
+    let text: string;
+    try {
+      text = gunzipSync(Buffer.from(gz, 'base64')).toString('utf8');
+    } catch {
+      throw new UnsealError('the GDPR request secret is not valid gzip');
+    }
+    return parseGdprSecret(text, context);
+  });
+  return payloads.find((p) => p.stage === 'hashes') ?? payloads[0] ?? null;
 }

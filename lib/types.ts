@@ -65,6 +65,8 @@ export interface EnableRequest {
 export interface DisableRequest {
   requestId: string;
   reason?: string;
+  /** issue 11: the instance leaves for good (`smtpctl offboard`): a later enable is refused. */
+  offboard?: boolean;
 }
 
 /** The outcome of the last test email. */
@@ -217,6 +219,11 @@ export interface GdprAuditRecord {
   optOut: boolean;
   outcome: 'filed' | 'failed';
   error?: string;
+  /** issue 11: when verification ran, and how many recipients it still found. */
+  verifiedAt?: string;
+  found?: number;
+  /** issue 11: when the request's secret was destroyed (crypto-shredding). */
+  listDestroyedAt?: string;
 }
 
 /** What `status` returns (a superset of INTERFACE.md's `status --json`). */
@@ -268,4 +275,6 @@ export interface InstanceStatus {
   rejected?: Array<{ at: string; message: string; requestId: string | null; problem: string }>;
   /** Set while disable could not restore the site configuration (Sourcegraph unreachable); retried by the entity. */
   restorePending?: { since: string; lastError: string } | null;
+  /** issue 11: set once an offboarding's disable finished; every later enable is rejected. */
+  offboarded?: { at: string; requestId: string } | null;
 }

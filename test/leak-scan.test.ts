@@ -104,7 +104,7 @@ describe('the scanner', () => {
   });
 });
 
-describe('leak scan of the whole lifecycle through the CLI and a worker process', { timeout: 180_000 }, () => {
+describe('leak scan of the whole lifecycle through the CLI and a worker process', { timeout: 300_000 }, () => {
   let stack: EmulatorStack;
   let server: DevServer;
   let worker: WorkerProcess;
@@ -116,15 +116,27 @@ describe('leak scan of the whole lifecycle through the CLI and a worker process'
   let good: EmulatedInstance;
   let bad: EmulatedInstance;
 
+  /** Runs smtpctl as a process; `stdin` (GDPR: `--recipients-file -`) is written to it when given. */
   function smtpctl(...args: string[]): Promise<CliRun> {
+    return smtpctlWithInput(undefined, ...args);
+  }
+
+  function smtpctlWithInput(stdin: string | undefined, ...args: string[]): Promise<CliRun> {
     return new Promise((resolve) => {
-      execFile(
+      const child = execFile(
         process.execPath,
         [path.join(REPO_ROOT, 'bin', 'smtpctl.js'), ...args],
         {
           cwd: REPO_ROOT,
           timeout: 120_000,
-          env: { ...process.env, TEMPORAL_ADDRESS: server.address, MANAGED_SMTP_TASK_QUEUE: taskQueue },
+          env: {
+            ...process.env,
+            TEMPORAL_ADDRESS: server.address,
+            MANAGED_SMTP_TASK_QUEUE: taskQueue,
+            // issue 11: gdpr-delete writes the per-request secret itself; no MANAGED_SMTP_CODEC_KEYS anywhere.
+            SECRET_MANAGER_EMULATOR_HOST: stack.secretManager.address,
+            MANAGED_SMTP_CODEC_KEYS: '',
+          },
         },
         (err, stdout, stderr) => {
           const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
@@ -133,6 +145,8 @@ describe('leak scan of the whole lifecycle through the CLI and a worker process'
           resolve(run);
         },
       );
+      if (stdin !== undefined) child.stdin?.end(stdin);
+      else child.stdin?.end();
     });
   }
 
@@ -211,10 +225,103 @@ describe('leak scan of the whole lifecycle through the CLI and a worker process'
     assert.equal(inv.converged, 2, JSON.stringify(inv.findings.map((f) => f.problems)));
   });
 
+  /** issue 11: addresses that went through GDPR requests and offboarding; none may show up anywhere either. */
+  const gdprAddresses: string[] = [];
+  /** The live send key and the site configuration that held it, before offboarding revoked and restored them. */
+  const beforeOffboard = { liveKey: undefined as string | undefined, siteConfig: Buffer.alloc(0) };
+
+  test('GDPR paths: gdpr-delete (flags, file on stdin, a stubborn recipient), gdpr-status, offboard', async () => {
+    const tag = randomBytes(4).toString('hex');
+    const addr = (label: string) => {
+      const a = `${label}.${tag}@leak-${randomBytes(3).toString('hex')}.example.org`;
+      gdprAddresses.push(a);
+      return a;
+    };
+    const [a, b, c, d, stubborn] = ['flag-a', 'flag-b', 'stdin-c', 'stdin-d', 'stubborn'].map(addr);
+    const known = Array.from({ length: 30 }, (_, i) => addr(`known${i}`));
+    const subaccountId = stack.sparkpost.state.subaccounts.find(
+      (x) => x.name === good.name && x.status === 'active',
+    )!.id;
+    // Hostile vendor data: bounce reasons that quote the address.
+    stack.sparkpost.addEvents(subaccountId, [
+      ...[a, b, c, d, stubborn].map((rcpt) => ({
+        type: 'bounce',
+        rcpt_to: rcpt,
+        bounce_class: '10',
+        reason: `550 5.1.1 <${rcpt}>: Recipient address rejected`,
+        raw_reason: `550 5.1.1 <${rcpt}>: Recipient address rejected`,
+      })),
+      ...known.map((rcpt) => ({ type: 'delivery', rcpt_to: rcpt })),
+    ]);
+    stack.sparkpost.resistRtbf(subaccountId, stubborn, 5);
+
+    const flags = await smtpctl(
+      'gdpr-delete',
+      good.name,
+      '--recipient',
+      a,
+      '--recipient',
+      b,
+      '--verify-after',
+      '1',
+      '--wait',
+      '--json',
+    );
+    assert.equal(flags.code, 0, flags.stderr);
+    assert.equal(JSON.parse(flags.stdout).found, 0);
+    const fromStdin = await smtpctlWithInput(
+      `# request 7\n${c}\n\n${d}\n`,
+      'gdpr-delete',
+      good.name,
+      '--recipients-file',
+      '-',
+      '--verify-after',
+      '1',
+      '--wait',
+    );
+    assert.equal(fromStdin.code, 0, fromStdin.stderr);
+    assert.match(fromStdin.stdout, /list destroyed at/);
+    const stuck = await smtpctl('gdpr-delete', good.name, '--recipient', stubborn, '--verify-after', '1', '--wait');
+    assert.equal(stuck.code, 1);
+    assert.match(stuck.stderr, /1 recipients were still found after re-filing once/);
+    const badLine = await smtpctlWithInput(
+      `${a}\nnot an address\n`,
+      'gdpr-delete',
+      good.name,
+      '--recipients-file',
+      '-',
+    );
+    assert.equal(badLine.code, 2);
+    assert.match(badLine.stderr, /line 2 is not an email address/);
+    for (const args of [
+      ['gdpr-status', good.name, '--json'],
+      ['gdpr-status', good.name],
+    ]) {
+      const r = await smtpctl(...args);
+      assert.equal(r.code, 0, r.stderr);
+    }
+
+    beforeOffboard.liveKey = stack.sparkpost.state.apiKeys.find((k) => k.label === 'send_key')?.key;
+    beforeOffboard.siteConfig = Buffer.from(stack.sourcegraph.site(good.name).config);
+    const off = await smtpctl('offboard', good.name, '--wait', '--json');
+    assert.equal(off.code, 0, off.stderr);
+    assert.equal(JSON.parse(off.stdout).state, 'complete');
+    const refused = await smtpctl(...enableArgs(good, '--wait'));
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /offboarded/);
+    assert.equal(stack.sparkpost.state.subaccounts.find((x) => x.id === subaccountId)?.status, 'terminated');
+    const managed = stack.secretManager
+      .listSecretNames()
+      .map((n) => stack.secretManager.getSecret(n)!.labels)
+      .filter((l) => l['managed-by'] === 'managed-smtp' && l.instance === good.name);
+    assert.deepEqual(managed, [], 'no secret managed-smtp made for the instance is left');
+  });
+
   test('no secret in any workflow history, worker log line or CLI output', async (t) => {
     const minted = stack.sparkpost.mintedKeys;
     assert.ok(minted.length >= 2, 'enable and re-enable each minted a key');
-    const liveKey = stack.sparkpost.state.apiKeys.find((k) => k.label === 'send_key')?.key;
+    // Offboarding (the GDPR test) revoked it: the key and site configuration of before are kept for the control.
+    const liveKey = beforeOffboard.liveKey;
     assert.ok(liveKey && minted.some((m) => m.key === liveKey), 'the log holds the keys SparkPost handed out');
     const secrets: Secret[] = [
       ...minted.map((m, n) => ({ label: `send key #${n + 1} (id ${m.id})`, value: m.key })),
@@ -222,6 +329,7 @@ describe('leak scan of the whole lifecycle through the CLI and a worker process'
       ...adminTokens,
       // Not a secret, but recipient addresses stay out of histories, logs and output too.
       { label: 'test recipient address', value: stack.workerConfig().testRecipient },
+      ...gdprAddresses.map((value, n) => ({ label: `GDPR recipient #${n + 1}`, value })),
     ];
 
     const haystacks: Haystack[] = [];
@@ -250,7 +358,7 @@ describe('leak scan of the whole lifecycle through the CLI and a worker process'
     assert.ok(cliRuns.length >= 10, 'the lifecycle ran through the CLI');
 
     // Positive control: the live key is where it belongs, in the raw site configuration, and the scan sees it.
-    const siteConfig = { label: 'raw site config', bytes: Buffer.from(stack.sourcegraph.site(good.name).config) };
+    const siteConfig = { label: 'raw site config', bytes: beforeOffboard.siteConfig };
     assert.equal(scan([{ label: 'live key', value: liveKey }], [siteConfig]).length, 2, 'raw and JSON-quoted');
 
     const hits = scan(secrets, haystacks);

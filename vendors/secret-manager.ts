@@ -338,6 +338,35 @@ export class SecretStore {
     });
   }
 
+  /**
+   * Names of the project's secrets whose labels include every one of `labels` (issue 11: offboarding deletes what
+   * managed-smtp made). Label values are checked here as well, so a looser server-side filter cannot widen it.
+   */
+  async listSecrets(project: string, labels: Record<string, string>): Promise<string[]> {
+    const parent = `projects/${project}`;
+    const filter = Object.entries(labels)
+      .map(([k, v]) => `labels.${k}=${v}`)
+      .join(' AND ');
+    const out: string[] = [];
+    let pageToken: string | undefined;
+    for (let page = 0; page < MAX_LIST_PAGES; page++) {
+      const [secrets, next] = await this.call('ListSecrets', parent, () =>
+        this.client.listSecrets({ parent, filter, pageToken }, { ...this.callOptions, autoPaginate: false }),
+      );
+      for (const s of secrets) {
+        const own = s.labels ?? {};
+        if (s.name && Object.entries(labels).every(([k, v]) => own[k] === v)) out.push(s.name);
+      }
+      pageToken = next?.pageToken ?? undefined;
+      if (!pageToken) return out;
+    }
+    throw new VendorError({
+      vendor: 'secret-manager',
+      kind: 'malformed',
+      message: `Secret Manager ListSecrets ${parent}: more than ${MAX_LIST_PAGES} pages`,
+    });
+  }
+
   /** Disables a version; disabling a disabled version is a no-op on the service. */
   async disableVersion(versionName: string): Promise<void> {
     await this.call('DisableSecretVersion', versionName, () =>

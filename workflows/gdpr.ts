@@ -1,106 +1,48 @@
 /**
- * GDPR deletion: one short workflow per request (`managed-smtp-gdpr/<instance>/<requestId>`) that files SparkPost
- * data-privacy requests (right to be forgotten, optionally opt-out) scoped to the instance's subaccount, then appends
- * an audit record (when, how many, outcome: never addresses) to the instance's entity workflow.
+ * GDPR deletion: one workflow per request (`managed-smtp-gdpr/<instance>/<requestId>`) that files SparkPost
+ * data-privacy requests (right to be forgotten, optionally opt-out) scoped to the instance's subaccount, waits
+ * durably past SparkPost's 30-day processing window, proves the erasure (no event and no removable suppression entry
+ * of those recipients left, re-filing once what is still there), and shreds the request's secret. Its result and
+ * its `gdprReceipt` query are the receipt; the instance's entity workflow gets a copy of it as an audit record.
  *
- * Recipient addresses never enter this workflow's history: with `allRecipients` the activity lists them from
- * SparkPost itself and files them in the same call; listed recipients arrive sealed (lib/sealed.ts) and only the
- * activity unseals them. The workflow sees counts only.
+ * Addresses never enter this workflow's history, in any form: the CLI (or the offboarding workflow) puts the
+ * recipients into a per-request secret in the instance's own project (`managed-smtp-gdpr-<requestId>`, lib/sealed.ts
+ * describes its payload), and the workflow passes only that secret's name. Activities read it, replace the list
+ * with keyed hashes once it is filed, and destroy every version and delete the secret at the end, whatever the
+ * outcome (crypto-shredding). The workflow sees counts and times only.
  *
- * Also holds the pure pieces the client and the activity share (batch size, address check, ids).
+ * Also holds the pure pieces the client and the activities share (batch size, address check, names).
  */
 import {
   ActivityFailure,
   ApplicationFailure,
+  CancellationScope,
   getExternalWorkflowHandle,
   log,
   proxyActivities,
   setCurrentDetails,
+  setHandler,
+  sleep,
   type ActivityOptions,
 } from '@temporalio/workflow';
 import { instanceNameProblem, workflowIdFor } from '../lib/instance';
-import type { Sealed } from '../lib/sealed';
 import type { GdprAuditRecord } from '../lib/types';
 import { describeFailure } from '../contract/failures';
 import { gdprAuditSignal } from '../contract/messages';
 
-/** SparkPost takes at most this many recipients per data-privacy request. */
-export const GDPR_BATCH_SIZE = 1000;
-/** Most recipients one listed request may carry (the sealed list must stay far below Temporal's payload limit). */
-export const MAX_LISTED_RECIPIENTS = 10_000;
-/** Longest address accepted (RFC 5321 path limit). */
-const MAX_ADDRESS_LENGTH = 254;
-/** The same loose check SparkPost applies: something@domain.tld, no spaces. */
-const EMAIL = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
-
-/** Whether `value` looks like an address SparkPost accepts in a data-privacy request. */
-export function isEmailAddress(value: string): boolean {
-  return value.length <= MAX_ADDRESS_LENGTH && EMAIL.test(value);
-}
-
-/** The workflow id of one GDPR deletion request. */
-export function gdprWorkflowId(instance: string, requestId: string): string {
-  return `managed-smtp-gdpr/${instance}/${requestId}`;
-}
-
-/** Additional authenticated data of a sealed recipient list: it opens only for this instance and request. */
-export function gdprSealContext(instance: string, requestId: string): string {
-  return `managed-smtp/gdpr-recipients/v1/${instance}/${requestId}`;
-}
-
-/** The workflow's input. Holds no address: listed recipients are sealed. */
-export interface GdprDeletionInput {
-  instance: string;
-  /** The instance's SparkPost subaccount: every request is scoped to it. */
-  subaccountId: number;
-  requestId: string;
-  /** JSON array of addresses, sealed with gdprSealContext(instance, requestId). */
-  sealedRecipients?: Sealed;
-  /** How many addresses are sealed (for the audit record if filing fails before counting). */
-  recipientCount?: number;
-  /** List the recipients of the subaccount's message events (10-day retention) instead. */
-  allRecipients: boolean;
-  /** Also file opt-out requests for the same recipients. */
-  optOut: boolean;
-}
-
-/** What the filing activity gets. */
-export interface GdprFilingInput {
-  instance: string;
-  subaccountId: number;
-  requestId: string;
-  sealedRecipients?: Sealed;
-  allRecipients: boolean;
-  optOut: boolean;
-  /** With allRecipients: recipients of events up to this time (fixed by the workflow, so retries list the same). */
-  listedUntil: string;
-}
-
-/** What the filing activity reports: counts only. */
-export interface GdprFilingResult {
-  /** Distinct valid recipients covered. */
-  recipients: number;
-  /** Batches of at most GDPR_BATCH_SIZE recipients, each filed as one RTBF (and one opt-out) request. */
-  batches: number;
-  /** Requests sent by the attempt that succeeded (fewer than all when it resumed). */
-  requestsSent: number;
-  /** Batches an earlier attempt had already filed (from heartbeat details). */
-  resumedBatches: number;
-  /** Event recipients skipped because SparkPost would reject them as addresses (allRecipients only). */
-  skippedInvalid: number;
-}
-
-/** Details of a failure of the filing activity: how far it got. */
-export interface GdprFilingFailureDetails {
-  batchesDone: number;
-  batches: number;
-  recipients: number;
-}
-
-/** The activities this workflow calls (activities/gdpr.ts implements them). */
-export interface GdprActivities {
-  fileGdprDeletion(input: GdprFilingInput): Promise<GdprFilingResult>;
-}
+export * from '../contract/gdpr';
+import {
+  DEFAULT_VERIFY_AFTER_SECONDS,
+  GCP_PROJECT,
+  REQUEST_ID,
+  gdprReceiptQuery,
+  gdprSecretName,
+  type GdprActivities,
+  type GdprDeletionInput,
+  type GdprFilingFailureDetails,
+  type GdprFilingResult,
+  type GdprReceipt,
+} from '../contract/gdpr';
 
 /**
  * Transient errors (5xx, 429, timeouts) retry with backoff for roughly ten minutes, resuming after the last batch
@@ -112,17 +54,31 @@ export const GDPR_FILING: ActivityOptions = {
   retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '60s', maximumAttempts: 15 },
 };
 
-const { fileGdprDeletion } = proxyActivities<GdprActivities>(GDPR_FILING);
+/** Shredding must happen: it retries (idempotently) until it does. */
+const GDPR_SHREDDING: ActivityOptions = {
+  startToCloseTimeout: '2m',
+  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '5m' },
+};
 
-function inputProblem(input: GdprDeletionInput): string | null {
+const { fileGdprDeletion, verifyGdprDeletion } = proxyActivities<GdprActivities>(GDPR_FILING);
+const { shredGdprSecret } = proxyActivities<GdprActivities>(GDPR_SHREDDING);
+
+/** Why an input cannot be run, or null. */
+export function gdprInputProblem(input: GdprDeletionInput): string | null {
   if (!input || typeof input !== 'object') return 'missing input';
   const name = instanceNameProblem(String(input.instance));
   if (name) return `instance ${name}`;
   if (!Number.isSafeInteger(input.subaccountId) || input.subaccountId <= 0) return 'subaccountId must be positive';
-  if (typeof input.requestId !== 'string' || input.requestId === '') return 'requestId must be a non-empty string';
-  if (input.allRecipients === Boolean(input.sealedRecipients)) {
-    return 'exactly one of sealedRecipients and allRecipients must be given';
+  if (typeof input.requestId !== 'string' || !REQUEST_ID.test(input.requestId)) {
+    return 'requestId must be 1 to 64 of [A-Za-z0-9-]';
   }
+  if (typeof input.gcpProject !== 'string' || !GCP_PROJECT.test(input.gcpProject)) return 'gcpProject is not valid';
+  if (input.recipientsSecret !== gdprSecretName(input.gcpProject, input.requestId)) {
+    return "recipientsSecret must be the request's own secret in the instance's project";
+  }
+  if (input.scope !== 'listed' && input.scope !== 'all-recipients') return 'scope must be listed or all-recipients';
+  const after = input.verifyAfterSeconds;
+  if (after !== undefined && (!Number.isFinite(after) || after < 0)) return 'verifyAfterSeconds must be >= 0';
   return null;
 }
 
@@ -136,75 +92,153 @@ function failureProgress(err: unknown): GdprFilingFailureDetails | null {
     : null;
 }
 
-/** Files one GDPR deletion, records it on the instance's entity workflow, and returns the audit record. */
-export async function gdprDeletionWorkflow(input: GdprDeletionInput): Promise<GdprAuditRecord> {
-  const scope: GdprAuditRecord['scope'] = input?.allRecipients ? 'all-recipients' : 'listed';
-  const base = {
-    requestId: String(input?.requestId ?? 'unknown'),
-    scope,
-    optOut: input?.optOut === true,
+/** The entity's copy of a receipt (the entity keeps the latest per request). */
+export function auditRecordOf(r: GdprReceipt): GdprAuditRecord {
+  return {
+    requestId: r.requestId,
+    at: r.filedAt ?? new Date().toISOString(),
+    scope: r.scope,
+    recipients: r.recipients,
+    batches: r.batches,
+    optOut: r.optOut,
+    outcome: r.state === 'failed' ? 'failed' : 'filed',
+    ...(r.error ? { error: r.error } : {}),
+    ...(r.verifiedAt ? { verifiedAt: r.verifiedAt, found: r.found ?? 0 } : {}),
+    ...(r.listDestroyedAt ? { listDestroyedAt: r.listDestroyedAt } : {}),
   };
-  const what = scope === 'listed' ? `${input?.recipientCount ?? 'sealed'} listed recipients` : 'all recipients';
-  setCurrentDetails(`GDPR deletion for **${input?.instance}**: filing data-privacy requests for ${what}`);
+}
 
-  let record: GdprAuditRecord;
-  const problem = inputProblem(input);
-  if (problem) {
-    record = {
-      ...base,
-      at: new Date().toISOString(),
-      recipients: 0,
-      batches: 0,
-      outcome: 'failed',
-      error: `invalid request: ${problem}`,
-    };
-  } else {
+/** Files one GDPR deletion, verifies it after the window, shreds its secret, and returns the receipt. */
+export async function gdprDeletionWorkflow(input: GdprDeletionInput): Promise<GdprReceipt> {
+  const receipt: GdprReceipt = {
+    requestId: String(input?.requestId ?? 'unknown'),
+    instance: String(input?.instance ?? 'unknown'),
+    subaccountId: Number(input?.subaccountId) || 0,
+    scope: input?.scope === 'all-recipients' ? 'all-recipients' : 'listed',
+    optOut: input?.optOut === true,
+    state: 'filing',
+    recipients: input?.recipientCount ?? 0,
+    batches: 0,
+    resumedBatches: 0,
+    filedAt: null,
+    listHashedAt: null,
+    verifyDueAt: null,
+    verifiedAt: null,
+    verifications: [],
+    found: null,
+    listDestroyedAt: null,
+    destroyedVersions: 0,
+    error: null,
+  };
+  setHandler(gdprReceiptQuery, () => receipt);
+  const show = (what: string) => setCurrentDetails(`GDPR deletion for **${receipt.instance}**: ${what}`);
+  const entityOk = instanceNameProblem(receipt.instance) === null;
+  const tellEntity = async () => {
+    if (!entityOk) return;
     try {
-      const r = await fileGdprDeletion({
+      await getExternalWorkflowHandle(workflowIdFor(receipt.instance)).signal(gdprAuditSignal, auditRecordOf(receipt));
+    } catch (err) {
+      // The entity may be gone (never enabled here, or terminated); the receipt is still this workflow's result.
+      log.warn('could not append the GDPR audit record to the instance workflow', { error: describeFailure(err) });
+    }
+  };
+
+  const problem = gdprInputProblem(input);
+  if (problem) {
+    receipt.state = 'failed';
+    receipt.error = `invalid request: ${problem}`;
+    show(receipt.error);
+    // Nothing is shredded: a malformed input does not name a secret this workflow may touch.
+    await tellEntity();
+    return receipt;
+  }
+
+  try {
+    show(
+      `filing data-privacy requests for ${input.scope === 'listed' ? `${receipt.recipients} listed` : 'all'} recipients`,
+    );
+    let filed: GdprFilingResult;
+    try {
+      filed = await fileGdprDeletion({
         instance: input.instance,
         subaccountId: input.subaccountId,
         requestId: input.requestId,
-        ...(input.sealedRecipients ? { sealedRecipients: input.sealedRecipients } : {}),
-        allRecipients: input.allRecipients,
+        secretName: input.recipientsSecret,
         optOut: input.optOut,
         // Workflow time is deterministic: every attempt lists the same window.
         listedUntil: new Date().toISOString(),
       });
-      record = {
-        ...base,
-        at: new Date().toISOString(),
-        recipients: r.recipients,
-        batches: r.batches,
-        outcome: 'filed',
-        ...(r.skippedInvalid > 0
-          ? { error: `${r.skippedInvalid} event recipients were not valid addresses and were skipped` }
-          : {}),
-      };
     } catch (err) {
       const progress = failureProgress(err);
-      // Activity errors hold counts and vendor messages with addresses stripped (vendors/sparkpost.ts clean()).
-      record = {
-        ...base,
-        at: new Date().toISOString(),
-        recipients: progress?.recipients ?? input.recipientCount ?? 0,
-        batches: progress?.batchesDone ?? 0,
-        outcome: 'failed',
-        error: describeFailure(err),
-      };
+      if (progress) {
+        receipt.recipients = progress.recipients;
+        receipt.batches = progress.batchesDone;
+      }
+      throw err;
     }
-  }
+    receipt.recipients = filed.recipients;
+    receipt.batches = filed.batches;
+    receipt.resumedBatches = filed.resumedBatches;
+    receipt.filedAt = filed.filedAt;
+    receipt.listHashedAt = filed.hashedAt;
+    if (filed.skippedInvalid > 0) {
+      receipt.error = `${filed.skippedInvalid} known recipients were not valid addresses and were skipped`;
+    }
+    await tellEntity();
 
-  if (instanceNameProblem(String(input?.instance)) === null) {
-    try {
-      await getExternalWorkflowHandle(workflowIdFor(input.instance)).signal(gdprAuditSignal, record);
-    } catch (err) {
-      // The entity may be gone (never enabled here, or terminated); the record is still this workflow's result.
-      log.warn('could not append the GDPR audit record to the instance workflow', { error: describeFailure(err) });
+    if (input.verify !== false) {
+      const waitMs = (input.verifyAfterSeconds ?? DEFAULT_VERIFY_AFTER_SECONDS) * 1000;
+      // Two rounds at most: what the first finds is filed again once, and the second reports what is left.
+      for (let round = 1; round <= 2; round++) {
+        receipt.state = 'waiting';
+        receipt.verifyDueAt = new Date(Date.now() + waitMs).toISOString();
+        show(
+          `filed ${receipt.recipients} recipients in ${receipt.batches} batches; verifying at ${receipt.verifyDueAt}`,
+        );
+        await sleep(waitMs);
+        receipt.state = 'verifying';
+        const v = await verifyGdprDeletion({
+          instance: input.instance,
+          subaccountId: input.subaccountId,
+          requestId: input.requestId,
+          secretName: input.recipientsSecret,
+          filedAt: receipt.filedAt,
+          refile: round === 1,
+        });
+        if (v.secretGone) {
+          receipt.error = 'the request secret was deleted before verification (offboarding?): not verified';
+          break;
+        }
+        const { secretGone: _gone, ...counts } = v;
+        receipt.verifications.push({ at: new Date().toISOString(), ...counts });
+        receipt.verifiedAt = new Date().toISOString();
+        receipt.found = v.found;
+        if (v.found === 0) break;
+      }
     }
+  } catch (err) {
+    receipt.state = 'failed';
+    // Activity errors hold counts and vendor messages with addresses stripped (vendors/sparkpost.ts clean()).
+    receipt.error = describeFailure(err);
+  } finally {
+    const failed = receipt.state === 'failed';
+    receipt.state = 'shredding';
+    show('destroying the request secret');
+    // Shredding happens even when the workflow is cancelled.
+    await CancellationScope.nonCancellable(async () => {
+      const shred = await shredGdprSecret({ secretName: input.recipientsSecret });
+      receipt.destroyedVersions = shred.destroyedVersions;
+      receipt.listDestroyedAt = new Date().toISOString();
+    });
+    receipt.state = failed ? 'failed' : 'complete';
   }
-  setCurrentDetails(
-    `GDPR deletion for **${input?.instance}**: ${record.outcome}, ${record.recipients} recipients in ${record.batches} batches` +
-      (record.error ? `\n\n${record.error}` : ''),
+  // A cancelled request still leaves its receipt with the entity.
+  await CancellationScope.nonCancellable(tellEntity);
+  show(
+    `${receipt.state}: ${receipt.recipients} recipients in ${receipt.batches} batches` +
+      (receipt.found !== null ? `, ${receipt.found} still found at verification` : '') +
+      `; list destroyed at ${receipt.listDestroyedAt}` +
+      (receipt.error ? `\n\n${receipt.error}` : ''),
   );
-  return record;
+  return receipt;
 }

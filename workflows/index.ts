@@ -5,6 +5,7 @@
 export { managedSmtpWorkflow, type CarriedState, type ManagedSmtpInput } from './instance/workflow';
 export * from './fleet';
 export * from './gdpr';
+export * from './offboard';
 export * from './deliverability';
 export * from './domains';
 export * from '../contract/messages';

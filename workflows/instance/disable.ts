@@ -98,5 +98,9 @@ export async function disable(e: Entity, request: DisableRequest): Promise<void>
     : `SparkPost sending is disabled, but the site configuration could not be restored yet ` +
       `(${s.restorePending?.lastError ?? 'unreachable'}); the entity retries it`;
   s.warnings = request.reason ? [`disabled: ${request.reason}`] : [];
+  // Remembered before the state change, so a status showing this request finished shows it too.
+  if (request.offboard === true && !s.offboarded) {
+    s.offboarded = { at: new Date().toISOString(), requestId: request.requestId };
+  }
   e.publish('disabled', null);
 }

@@ -21,6 +21,7 @@ import type {
   DeliverabilityAlert,
   EnableSpec,
   GdprAuditRecord,
+  InstanceStatus,
   IpPoolRequest,
   SendingDomainAccepted,
   SendingDomainRequest,
@@ -29,6 +30,13 @@ import type {
 import type { SendingDomainEvent } from '../domains';
 import { specChangeProblem } from './enable';
 import { MAX_AUDIT_RECORDS, type Entity } from './entity';
+
+/** Why an offboarded instance refuses enable, or null. */
+function offboardedProblem(s: InstanceStatus): string | null {
+  const o = s.offboarded;
+  if (!o) return null;
+  return `${s.instance} was offboarded at ${o.at} (request ${o.requestId}): its subaccount is terminated and its data erased, so it cannot be enabled again`;
+}
 
 /** The entity's handlers. `refusal` is set when this execution is not a proper entity (bad workflow id). */
 export class Handlers {
@@ -66,7 +74,7 @@ export class Handlers {
     const req = this.parse('enable', enableRequestSchema, payload);
     if (!req) return;
     const spec = req.spec as EnableSpec;
-    const refused = this.refusal ?? specChangeProblem(e.status, spec);
+    const refused = this.refusal ?? offboardedProblem(e.status) ?? specChangeProblem(e.status, spec);
     if (refused) return e.record('enable', req.requestId, `rejected: ${refused}`);
     e.bumpGeneration();
     e.status.intent = 'enable';
@@ -106,7 +114,12 @@ export class Handlers {
     const record = this.parse('gdprAudit', gdprAuditSchema, payload) as GdprAuditRecord | null;
     if (!record) return;
     const audit = (this.e.status.gdprAudit ??= []);
-    if (audit.some((r) => r.requestId === record.requestId)) return; // a retried signal
+    // A request reports when filed and again when verified and shredded: the later record replaces the earlier.
+    const i = audit.findIndex((r) => r.requestId === record.requestId);
+    if (i >= 0) {
+      audit[i] = record;
+      return;
+    }
     audit.push(record);
     if (audit.length > MAX_AUDIT_RECORDS) audit.shift();
   }
