@@ -36,6 +36,7 @@ import { createOperationActivities } from './operations';
 import { createGdprActivities } from './gdpr';
 import { createDeliverabilityActivities } from './deliverability';
 import { createDomainActivities } from './domains';
+import { createProtectionActivities } from './protection';
 import { heartbeating } from './heartbeat';
 import { reportingRetries } from './stuck';
 import { createSiteAccess, type SiteAccess, type SiteRef, type SourcegraphApi } from './site-access';
@@ -398,6 +399,8 @@ export function createActivities(rawDeps: ActivityDeps) {
       temporal: deps.temporal,
       secrets: rawDeps.secrets,
     }),
+    // Reputation protection (issue 13): quarantine pool or suspension, and undoing it.
+    ...createProtectionActivities({ sparkpost: deps.sparkpost }),
   };
 }
 

@@ -63,6 +63,19 @@ import {
   sendingDomainEventSignal,
   type SendingDomainEvent,
 } from './domains';
+// ---- reputation protection and suppression audit (issue 13): imports
+import {
+  protectionRequestProblem,
+  protectionRequestUpdate,
+  protectionSignal,
+  resetProtectionForDisable,
+  runProtectionRequest,
+  type ProtectionHost,
+  type ProtectionRequest,
+} from './protection';
+import { describeProtection } from '../lib/protection';
+import { recordSuppressionAudit, suppressionAuditSignal } from './suppression';
+// ---- end reputation protection imports
 
 /** Starts or re-runs provisioning. */
 export const enableSignal = defineSignal<[EnableRequest]>('enable');
@@ -94,7 +107,9 @@ export type QueuedRequest =
   | { kind: 'disable'; request: DisableRequest }
   | { kind: 'rotate'; request: { requestId: string } }
   | { kind: 'sending-domain'; request: { requestId: string; action: 'switch' | 'remove' } }
-  | { kind: 'ip-pool'; request: IpPoolRequest };
+  | { kind: 'ip-pool'; request: IpPoolRequest }
+  // reputation protection (issue 13): observations, clears and configuration, run by runProtectionRequest
+  | { kind: 'protection'; request: ProtectionRequest };
 
 /** State carried across continue-as-new. */
 export interface CarriedState {
@@ -276,6 +291,8 @@ class Instance {
       const a = s.deliverabilityAlert;
       lines.push(`bounce alert: ${(a.bounceRate * 100).toFixed(1)}% of ${a.accepted} accepted since ${a.from}`);
     }
+    // reputation protection (issue 13)
+    if (s.protection && s.protection.level !== 'ok') lines.push(describeProtection(s.protection));
     for (const w of s.warnings) lines.push(`warning: ${w}`);
     return lines.join('\n\n');
   }
@@ -551,6 +568,25 @@ class Instance {
       { validator: (req) => this.validateIpPool(req) },
     );
     setHandler(sendingDomainEventSignal, (e) => this.onDomainEvent(e));
+    // ---- reputation protection and suppression audit (issue 13): handlers validate and enqueue, the loop decides
+    setHandler(protectionSignal, (req) => {
+      if (protectionRequestProblem(req) === null) this.queue.push({ kind: 'protection', request: req });
+    });
+    setHandler(
+      protectionRequestUpdate,
+      (req) => {
+        this.queue.push({ kind: 'protection', request: req });
+        return { requestId: req.requestId };
+      },
+      {
+        validator: (req) => {
+          const problem = protectionRequestProblem(req);
+          if (problem) throw new Error(problem);
+        },
+      },
+    );
+    setHandler(suppressionAuditSignal, (record) => recordSuppressionAudit(this.status, record));
+    // ---- end reputation protection handlers
     if (this.status.requests.length === 0 && this.queue.length === 0) setCurrentDetails(this.details());
 
     for (;;) {
@@ -563,6 +599,7 @@ class Instance {
         await this.switchSender(next.request.requestId);
       } else if (next?.kind === 'sending-domain') await this.removeSendingDomain(next.request.requestId);
       else if (next?.kind === 'ip-pool') await this.setIpPool(next.request);
+      else if (next?.kind === 'protection') await runProtectionRequest(this.protectionHost(), next.request);
       if (next) this.finish(next.request.requestId);
       if (this.queue.length === 0 && this.shouldContinueAsNew()) {
         await condition(allHandlersFinished);
@@ -572,6 +609,11 @@ class Instance {
         });
       }
     }
+  }
+
+  /** reputation protection (issue 13): what the protection runner may touch. */
+  private protectionHost(): ProtectionHost {
+    return { status: this.status, refresh: () => setCurrentDetails(this.details()), describe: describeFailure };
   }
 
   private shouldContinueAsNew(): boolean {
@@ -1030,6 +1072,8 @@ class Instance {
   }
 
   private async disable(request: DisableRequest): Promise<void> {
+    // reputation protection (issue 13): disable undoes a quarantine and resets the ladder, with one alert.
+    await resetProtectionForDisable(this.protectionHost(), request.reason ?? '');
     const spec = this.status.spec;
     const steps: UndoStep[] = [];
     const subaccountId = this.status.subaccountId;
