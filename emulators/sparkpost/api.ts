@@ -10,6 +10,7 @@ import http from 'node:http';
 import { Faults, type FaultConfig } from '../../lib/faults';
 import type { AddressInfo } from 'node:net';
 import { listen } from '../../lib/listen';
+import { WebhookDispatcher, type WebhookDispatcherOptions } from './webhooks';
 
 /** A subaccount's own status. */
 export type SubaccountStatus = 'active' | 'suspended' | 'terminated';
@@ -23,6 +24,8 @@ export interface SparkPostEmulatorOptions {
   faults?: Partial<FaultConfig>;
   /** Domains owned by the primary, shared with subaccounts and verified. Default `['cloud.sourcegraph.com']`. */
   sharedSendingDomains?: string[];
+  /** Webhook batching and retry timing (emulators/sparkpost/webhooks.ts). */
+  webhooks?: WebhookDispatcherOptions;
 }
 
 /** A subaccount as stored. */
@@ -97,6 +100,10 @@ export interface MessageEventRecord {
   subaccount_id: number;
   timestamp: string;
   bounce_class?: string;
+  /** Bounces and rejections: SparkPost's cleaned reason, the remote server's raw reply, and its SMTP code. */
+  reason?: string;
+  raw_reason?: string;
+  error_code?: string;
   subject?: string;
   friendly_from?: string;
   message_id?: string;
@@ -182,6 +189,8 @@ interface Reply {
   status: number;
   body?: unknown;
   headers?: Record<string, string>;
+  /** The asynchronous rest of a request that was valid so far (a webhook create waits for its test batch). */
+  later?: () => Promise<Reply>;
 }
 
 /** Who is calling: the primary account (operator key or a primary key) or one subaccount's key. */
@@ -329,6 +338,8 @@ export class SparkPostEmulator {
   readonly origin: string;
   /** Fault knobs (admin routes are never faulted). */
   readonly faults: Faults;
+  /** Webhooks and their batch deliveries. */
+  readonly webhooks: WebhookDispatcher;
   /** In-memory state. */
   readonly state: SparkPostState = {
     subaccounts: [],
@@ -363,6 +374,7 @@ export class SparkPostEmulator {
     this.url = `${this.origin}/api/v1`;
     this.operatorKey = opts.operatorKey;
     this.faults = new Faults(opts.faults);
+    this.webhooks = new WebhookDispatcher(opts.webhooks);
     for (const d of opts.sharedSendingDomains ?? ['cloud.sourcegraph.com']) {
       this.state.sendingDomains.push({
         domain: d.toLowerCase(),
@@ -397,6 +409,7 @@ export class SparkPostEmulator {
 
   /** Stops listening and drops open connections. */
   async close(): Promise<void> {
+    this.webhooks.close();
     await new Promise<void>((resolve) => {
       this.server.close(() => resolve());
       this.server.closeAllConnections();
@@ -443,9 +456,10 @@ export class SparkPostEmulator {
     const at = new Date().toISOString();
     this.state.messages.push({ at, ...msg, to: [...msg.to] });
     const messageId = hex(8);
+    const added: MessageEventRecord[] = [];
     for (const rcpt of msg.to) {
       for (const type of ['injection', 'delivery']) {
-        this.state.events.push({
+        added.push({
           event_id: String(BigInt(`0x${hex(8)}`)),
           type,
           rcpt_to: rcpt,
@@ -457,6 +471,8 @@ export class SparkPostEmulator {
         });
       }
     }
+    this.state.events.push(...added);
+    this.publishEvents(added);
   }
 
   /** Drift simulation: changes a subaccount's status (and SparkPost's compliance verdict) behind our back. */
@@ -470,19 +486,68 @@ export class SparkPostEmulator {
   /** Seeds message events (and so metrics) for a subaccount (0 = primary). */
   addEvents(
     subaccountId: number,
-    events: Array<{ type: string; rcpt_to: string; timestamp?: string; bounce_class?: string }>,
+    events: Array<{
+      type: string;
+      rcpt_to: string;
+      timestamp?: string;
+      bounce_class?: string;
+      reason?: string;
+      raw_reason?: string;
+      error_code?: string;
+    }>,
   ): void {
+    const added: MessageEventRecord[] = [];
     for (const e of events) {
-      this.state.events.push({
+      added.push({
         event_id: String(BigInt(`0x${hex(8)}`)),
         type: e.type,
         rcpt_to: e.rcpt_to,
         subaccount_id: subaccountId,
         timestamp: e.timestamp ?? new Date().toISOString(),
+        message_id: hex(8),
         ...(e.bounce_class !== undefined ? { bounce_class: e.bounce_class } : {}),
+        ...(e.reason !== undefined ? { reason: e.reason } : {}),
+        ...(e.raw_reason !== undefined ? { raw_reason: e.raw_reason } : {}),
+        ...(e.error_code !== undefined ? { error_code: e.error_code } : {}),
       });
     }
+    this.state.events.push(...added);
+    this.publishEvents(added);
   }
+
+  // ---------------------------------------------------------------- webhooks and events (issue 13)
+
+  /** Hands new events to the webhooks, in SparkPost's JSON shape. */
+  private publishEvents(added: MessageEventRecord[]): void {
+    if (added.length && this.webhooks.webhooks.length) {
+      this.webhooks.publish(added.map((e) => ({ raw: e, json: this.eventJson(e) })));
+    }
+  }
+
+  /** `/webhooks` routes; a create answers only once the target took the test batch. */
+  private webhooksRoute(ctx: Ctx, id: string | undefined, sub: string | undefined): Reply {
+    if (sub !== undefined) throw notFound();
+    if (ctx.method === 'GET') this.need(ctx, 'webhooks/view', 'webhooks/modify');
+    else this.need(ctx, 'webhooks/modify');
+    const owner = ctx.scope.all ? null : ctx.scope.id === 0 ? null : ctx.scope.id;
+    const visible = this.webhooks.visible(owner, ctx.scope.all || owner === null);
+    if (id === undefined) {
+      if (ctx.method === 'GET') return { status: 200, body: { results: visible.map((w) => this.webhooks.json(w)) } };
+      if (ctx.method !== 'POST') throw err(405, 'Method Not Allowed');
+      const prepared = this.webhooks.prepareCreate(owner, ctx.body);
+      if (typeof prepared !== 'function') return prepared;
+      return { status: 202, later: prepared };
+    }
+    const w = visible.find((x) => x.id === id);
+    if (!w) throw notFound();
+    if (ctx.method === 'GET') return { status: 200, body: { results: this.webhooks.json(w) } };
+    if (ctx.method === 'DELETE') {
+      this.webhooks.remove(w.id);
+      return { status: 204 };
+    }
+    throw err(405, 'Method Not Allowed');
+  }
+  // ---------------------------------------------------------------- end webhooks and events
 
   /** Lets the next verify call of `domain` succeed, as if its DNS records had been published. */
   markDomainVerifiable(domain: string, verifiable = true): void {
@@ -510,6 +575,8 @@ export class SparkPostEmulator {
         ipPools: this.state.ipPools,
         messages: this.state.messages,
         events: this.state.events,
+        webhooks: this.webhooks.webhooks.map((w) => this.webhooks.json(w)),
+        webhookDeliveries: this.webhooks.deliveries,
         faults: { config: this.faults.current(), injected: this.faults.injected },
       }),
     ) as object;
@@ -564,7 +631,8 @@ export class SparkPostEmulator {
       // SparkPost documents no Retry-After header: none is sent.
       return send(res, { status: 429, body: { errors: [{ message: 'Too many requests' }] } });
     }
-    const reply = this.api(req, method, path, url.searchParams, raw);
+    let reply = this.api(req, method, path, url.searchParams, raw);
+    if (reply.later) reply = await reply.later();
     if (decision === 'drop') {
       // Applied, but the answer is lost on the way.
       req.socket.destroy();
@@ -622,9 +690,17 @@ export class SparkPostEmulator {
             rcpt_to: String(e.rcpt_to),
             ...(typeof e.timestamp === 'string' ? { timestamp: e.timestamp } : {}),
             ...(e.bounce_class !== undefined ? { bounce_class: String(e.bounce_class) } : {}),
+            ...(typeof e.reason === 'string' ? { reason: e.reason } : {}),
+            ...(typeof e.raw_reason === 'string' ? { raw_reason: e.raw_reason } : {}),
+            ...(typeof e.error_code === 'string' ? { error_code: e.error_code } : {}),
           })),
         );
         return { status: 200, body: { added: events.length } };
+      }
+      if (path === '/__emulator/webhooks/redeliver' && method === 'POST') {
+        // SparkPost resends a batch whose 200 it did not see: the same batch id and events again.
+        void this.webhooks.redeliverLast();
+        return { status: 202, body: { redelivering: true } };
       }
     } catch (e) {
       return { status: 400, body: { error: e instanceof Error ? e.message : String(e) } };
@@ -765,6 +841,8 @@ export class SparkPostEmulator {
         if (m === 'PUT') return this.updateSendingDomain(ctx, id);
         if (m === 'DELETE') return this.deleteSendingDomain(ctx, id);
         return bad();
+      case 'webhooks':
+        return this.webhooksRoute(ctx, id, sub);
       case 'ip-pools':
         if (m === 'GET') this.need(ctx, 'ip_pools/manage', 'ip_pools/view');
         else this.need(ctx, 'ip_pools/manage');
@@ -1223,6 +1301,9 @@ export class SparkPostEmulator {
     if (e.subject !== undefined) out.subject = e.subject;
     if (e.friendly_from) out.friendly_from = e.friendly_from;
     if (e.bounce_class !== undefined) out.bounce_class = e.bounce_class;
+    if (e.reason !== undefined) out.reason = e.reason;
+    if (e.raw_reason !== undefined) out.raw_reason = e.raw_reason;
+    if (e.error_code !== undefined) out.error_code = e.error_code;
     return out;
   }
 
