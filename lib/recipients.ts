@@ -3,7 +3,7 @@
  * matching records later (HMAC-SHA256, so the hash of a guessed address cannot be computed without the key), plus a
  * scrubber for vendor texts (bounce reasons quote the address). Used by `why`, `suppression` and their audit records.
  */
-import { createHmac } from 'node:crypto';
+import { createHmac, type KeyObject } from 'node:crypto';
 
 const ADDRESS = /[^\s<>"'(),;:@[\]]+@[^\s<>"'(),;:@[\]]+\.[^\s<>"'(),;:@[\]]+/g;
 
@@ -19,7 +19,7 @@ export function maskAddress(address: string): string {
 }
 
 /** A keyed hash of the normalised address: `hmac-sha256:<keyId>:<32 hex>`. */
-export function recipientHash(address: string, key: { id: string; key: Buffer | string }): string {
+export function recipientHash(address: string, key: { id: string; key: Buffer | string | KeyObject }): string {
   const mac = createHmac('sha256', key.key).update(address.trim().toLowerCase()).digest('hex').slice(0, 32);
   return `hmac-sha256:${key.id}:${mac}`;
 }

@@ -64,6 +64,83 @@ export interface SendingDomainStatus {
   compliance_status: string;
 }
 
+// ---------------------------------------------------------------- suppression list and message events (issue 11)
+
+/** Where a suppression-list entry came from (sparkpost.md). */
+export const SUPPRESSION_SOURCES = [
+  'Spam Complaint',
+  'List Unsubscribe',
+  'Bounce Rule',
+  'Unsubscribe Link',
+  'Manually Added',
+  'Compliance',
+] as const;
+
+/** A suppression-list entry source. */
+export type SuppressionSource = (typeof SUPPRESSION_SOURCES)[number];
+
+/** One suppression-list entry (SparkPost keeps one per recipient and type). */
+export interface SuppressionEntry {
+  recipient: string;
+  type: 'transactional' | 'non_transactional';
+  /** One of SUPPRESSION_SOURCES; kept as given when SparkPost sends something newer. */
+  source: string;
+  description: string;
+  created?: string;
+  updated?: string;
+  /** The subaccount holding it (0 = primary). */
+  subaccountId: number;
+}
+
+/** One message event, as much of it as managed-smtp reads. */
+export interface MessageEvent {
+  eventId: string;
+  type: string;
+  timestamp: string;
+  recipient: string;
+  subaccountId: number;
+  bounceClass?: string;
+  reason?: string;
+  rawReason?: string;
+  errorCode?: string;
+  messageId?: string;
+  subject?: string;
+  friendlyFrom?: string;
+}
+
+/** What a bounce class means (sparkpost.md): its name and whether it is hard, soft, a block or neither. */
+export const BOUNCE_CLASSES: Readonly<
+  Record<string, { name: string; category: 'hard' | 'soft' | 'block' | 'admin' | 'undetermined' | 'other' }>
+> = {
+  '1': { name: 'Undetermined', category: 'undetermined' },
+  '10': { name: 'Invalid Recipient', category: 'hard' },
+  '20': { name: 'Soft Bounce', category: 'soft' },
+  '21': { name: 'DNS Failure', category: 'soft' },
+  '22': { name: 'Mailbox Full', category: 'soft' },
+  '23': { name: 'Too Large', category: 'soft' },
+  '24': { name: 'Timeout', category: 'soft' },
+  '25': { name: 'Admin Failure', category: 'admin' },
+  '30': { name: 'Generic Bounce: No RCPT', category: 'hard' },
+  '40': { name: 'Generic Bounce', category: 'soft' },
+  '50': { name: 'Mail Block', category: 'block' },
+  '51': { name: 'Spam Block', category: 'block' },
+  '52': { name: 'Spam Content', category: 'block' },
+  '53': { name: 'Prohibited Attachment', category: 'block' },
+  '54': { name: 'Relaying Denied', category: 'block' },
+  '60': { name: 'Auto-Reply', category: 'other' },
+  '70': { name: 'Transient Failure', category: 'soft' },
+  '80': { name: 'Subscribe', category: 'other' },
+  '90': { name: 'Unsubscribe', category: 'hard' },
+  '100': { name: 'Challenge-Response', category: 'other' },
+};
+
+/** SparkPost keeps message events this long (10 days): asking from further back gives nothing more. */
+export const MESSAGE_EVENTS_RETENTION_MS = 10 * 24 * 3600 * 1000;
+/** Entries per suppression-list page SparkPost accepts at most. */
+const MAX_SUPPRESSION_PAGE = 10000;
+
+// ---------------------------------------------------------------- end of suppression list and message events types
+
 /** Subaccounts accepted by SparkPost in one list page. */
 const MAX_SUBACCOUNT_PAGE = 100;
 /** Bound on followed `links.next` of the subaccount list: 100 000 subaccounts is far beyond any fleet. */
@@ -92,6 +169,8 @@ interface CallSpec {
   body?: unknown;
   /** X-MSYS-SUBACCOUNT: act for this subaccount. */
   subaccount?: number;
+  /** What errors show instead of `path`, when the path holds personal data (an address). */
+  shown?: string;
 }
 
 /** A JSON object as received; fields still need checking. */
@@ -537,6 +616,190 @@ export class SparkPostClient {
     await this.call({ method: 'DELETE', path: `/webhooks/${encodeURIComponent(id)}` });
   }
 
+  // ---------------------------------------------------------------- suppression list and message events (issue 11)
+
+  /** A recipient's suppression entries in one subaccount (one per type); [] when it is not listed. */
+  async getSuppression(subaccountId: number, recipient: string): Promise<SuppressionEntry[]> {
+    const spec: CallSpec = {
+      method: 'GET',
+      path: `/suppression-list/${encodeURIComponent(recipient)}`,
+      shown: '/suppression-list/[address]',
+      subaccount: intId(subaccountId),
+    };
+    let body: unknown;
+    try {
+      body = await this.call(spec);
+    } catch (err) {
+      if (err instanceof VendorError && err.kind === 'not-found') return [];
+      throw err;
+    }
+    const results = this.results(spec, body);
+    if (!Array.isArray(results)) throw this.malformed(spec, 'results is not a list');
+    return results.map((r) => this.suppression(spec, r, subaccountId));
+  }
+
+  /**
+   * A subaccount's suppression list through every page, optionally filtered by sources, types and the time an
+   * entry was last updated. More than `maxPages` pages fails rather than returning part of the list.
+   */
+  async searchSuppressions(q: {
+    subaccountId: number;
+    sources?: readonly string[];
+    types?: ReadonlyArray<'transactional' | 'non_transactional'>;
+    from?: string;
+    to?: string;
+    perPage?: number;
+    maxPages?: number;
+  }): Promise<SuppressionEntry[]> {
+    const perPage = Math.min(MAX_SUPPRESSION_PAGE, Math.max(1, Math.floor(q.perPage ?? 1000)));
+    const maxPages = Math.max(1, Math.floor(q.maxPages ?? DEFAULT_EVENT_PAGES));
+    const subaccount = intId(q.subaccountId);
+    let spec: CallSpec = {
+      method: 'GET',
+      path: '/suppression-list',
+      subaccount,
+      query: {
+        sources: q.sources?.length ? q.sources.join(',') : undefined,
+        types: q.types?.length ? q.types.join(',') : undefined,
+        from: q.from === undefined ? undefined : eventsTime(q.from, 'from'),
+        to: q.to === undefined ? undefined : eventsTime(q.to, 'to'),
+        per_page: perPage,
+        cursor: 'initial',
+      },
+    };
+    const out: SuppressionEntry[] = [];
+    for (let page = 0; page < maxPages; page++) {
+      const body = await this.call(spec);
+      const results = this.results(spec, body);
+      if (!Array.isArray(results)) throw this.malformed(spec, 'results is not a list');
+      for (const r of results) out.push(this.suppression(spec, r, subaccount));
+      const next = obj(obj(body)?.links)?.next;
+      if (next === undefined || next === null || next === '') return out;
+      if (typeof next !== 'string') throw this.malformed(spec, 'links.next is not a string');
+      spec = { method: 'GET', path: this.resolveNext(spec, next), subaccount };
+    }
+    throw new VendorError({
+      vendor: 'sparkpost',
+      kind: 'invalid',
+      message: `SparkPost GET /suppression-list: more than ${maxPages} pages of entries; raise maxPages.`,
+    });
+  }
+
+  /**
+   * Removes a recipient from one subaccount's suppression list (all types, or one). Returns false when it was not
+   * listed (idempotent). An entry SparkPost keeps for compliance is a VendorError `forbidden` (403).
+   */
+  async deleteSuppression(
+    subaccountId: number,
+    recipient: string,
+    type?: 'transactional' | 'non_transactional',
+  ): Promise<boolean> {
+    try {
+      await this.call({
+        method: 'DELETE',
+        path: `/suppression-list/${encodeURIComponent(recipient)}`,
+        shown: '/suppression-list/[address]',
+        subaccount: intId(subaccountId),
+        ...(type ? { body: { type } } : {}),
+      });
+      return true;
+    } catch (err) {
+      if (err instanceof VendorError && err.kind === 'not-found') return false;
+      throw err;
+    }
+  }
+
+  /**
+   * A subaccount's message events through every page, newest first, optionally only of some recipients and event
+   * types. `from` defaults to the 10-day retention horizon. More than `maxPages` pages fails rather than returning
+   * part of them. Recipients travel in the query string, which errors never show.
+   */
+  async searchMessageEvents(q: {
+    subaccountId: number;
+    recipients?: readonly string[];
+    events?: readonly string[];
+    from?: string;
+    to?: string;
+    perPage?: number;
+    maxPages?: number;
+  }): Promise<MessageEvent[]> {
+    const perPage = Math.min(MAX_EVENTS_PAGE, Math.max(1, Math.floor(q.perPage ?? 1000)));
+    const maxPages = Math.max(1, Math.floor(q.maxPages ?? DEFAULT_EVENT_PAGES));
+    const from = q.from === undefined ? new Date(Date.now() - MESSAGE_EVENTS_RETENTION_MS).toISOString() : q.from;
+    let spec: CallSpec = {
+      method: 'GET',
+      path: '/events/message',
+      query: {
+        subaccounts: intId(q.subaccountId),
+        recipients: q.recipients?.length ? q.recipients.join(',') : undefined,
+        events: q.events?.length ? q.events.join(',') : undefined,
+        from: eventsTime(from, 'from'),
+        to: q.to === undefined ? undefined : eventsTime(q.to, 'to'),
+        per_page: perPage,
+        cursor: 'initial',
+      },
+    };
+    const out: MessageEvent[] = [];
+    for (let page = 0; page < maxPages; page++) {
+      const body = await this.call(spec);
+      const results = this.results(spec, body);
+      if (!Array.isArray(results)) throw this.malformed(spec, 'results is not a list');
+      for (const raw of results) {
+        const e = obj(raw);
+        if (!e) throw this.malformed(spec, 'event is not an object');
+        const text = (v: unknown) => (typeof v === 'string' ? v : typeof v === 'number' ? String(v) : undefined);
+        const event: MessageEvent = {
+          eventId: this.str(spec, text(e.event_id), 'event_id'),
+          type: this.str(spec, e.type, 'type'),
+          timestamp: this.str(spec, e.timestamp, 'timestamp'),
+          recipient: typeof e.rcpt_to === 'string' ? e.rcpt_to : '',
+          subaccountId: e.subaccount_id === undefined ? 0 : this.num(spec, e.subaccount_id, 'subaccount_id'),
+        };
+        const optional: Array<[keyof MessageEvent, unknown]> = [
+          ['bounceClass', e.bounce_class],
+          ['reason', e.reason],
+          ['rawReason', e.raw_reason],
+          ['errorCode', e.error_code],
+          ['messageId', e.message_id],
+          ['subject', e.subject],
+          ['friendlyFrom', e.friendly_from],
+        ];
+        for (const [k, v] of optional) {
+          const t = text(v);
+          if (t !== undefined) (event as unknown as Record<string, string>)[k] = t;
+        }
+        out.push(event);
+      }
+      const next = obj(obj(body)?.links)?.next;
+      if (next === undefined || next === null || next === '') return out;
+      if (typeof next !== 'string') throw this.malformed(spec, 'links.next is not a string');
+      spec = { method: 'GET', path: this.resolveNext(spec, next) };
+    }
+    throw new VendorError({
+      vendor: 'sparkpost',
+      kind: 'invalid',
+      message: `SparkPost GET /events/message: more than ${maxPages} pages of events; narrow from/to or raise maxPages.`,
+    });
+  }
+
+  private suppression(spec: CallSpec, raw: unknown, subaccountId: number): SuppressionEntry {
+    const r = obj(raw);
+    if (!r) throw this.malformed(spec, 'suppression entry is not an object');
+    const type = r.type === 'non_transactional' ? 'non_transactional' : 'transactional';
+    const entry: SuppressionEntry = {
+      recipient: this.str(spec, r.recipient, 'recipient'),
+      type,
+      source: typeof r.source === 'string' ? r.source : 'Manually Added',
+      description: typeof r.description === 'string' ? r.description : '',
+      subaccountId: r.subaccount_id === undefined ? subaccountId : this.num(spec, r.subaccount_id, 'subaccount_id'),
+    };
+    if (typeof r.created === 'string') entry.created = r.created;
+    if (typeof r.updated === 'string') entry.updated = r.updated;
+    return entry;
+  }
+
+  // ---------------------------------------------------------------- end of suppression list and message events
+
   // ---------------------------------------------------------------- plumbing
 
   /** Performs one request and returns its parsed JSON body (undefined when empty), or throws a VendorError. */
@@ -655,6 +918,7 @@ export class SparkPostClient {
 
   /** The path shown in errors: relative to the base URL, without any query (it may hold names or addresses). */
   private display(spec: CallSpec): string {
+    if (spec.shown !== undefined) return spec.shown;
     if (!spec.path.startsWith('http')) return spec.path;
     const p = new URL(spec.path).pathname;
     return p.startsWith(this.base.pathname) ? p.slice(this.base.pathname.length) || '/' : p;

@@ -66,7 +66,9 @@ function describe(p: ProtectionStatus | null | undefined): string {
     );
   }
   for (const t of p.transitions.slice(-10)) {
-    lines.push(`transition      ${t.at} ${t.from} → ${t.to} by ${t.by}: ${t.reason}${t.outcome ? ` [${t.outcome}]` : ''}`);
+    lines.push(
+      `transition      ${t.at} ${t.from} → ${t.to} by ${t.by}: ${t.reason}${t.outcome ? ` [${t.outcome}]` : ''}`,
+    );
   }
   if (p.lastRequest) lines.push(`last request    ${p.lastRequest.at}: ${p.lastRequest.outcome}`);
   return lines.join('\n') + '\n';
@@ -136,7 +138,9 @@ export const registerProtectionCommands: CommandModule = (program: Command, ctx:
     .command('configure')
     .argument('<instance>', 'instance slug')
     .description('thresholds and the action of the ladder (unset options keep their value)')
-    .addOption(new Option('--action <action>', 'what the top rung does').choices(['quarantine', 'suspend', 'alert-only']))
+    .addOption(
+      new Option('--action <action>', 'what the top rung does').choices(['quarantine', 'suspend', 'alert-only']),
+    )
     .option('--warn-complaint-rate <rate>', 'e.g. 0.1% (SparkPost: above 0.1 % is bad)')
     .option('--severe-complaint-rate <rate>', 'e.g. 0.5%')
     .option('--warn-hard-bounce-rate <rate>', 'e.g. 2%')
@@ -168,7 +172,10 @@ export const registerProtectionCommands: CommandModule = (program: Command, ctx:
       }
       set('quarantinePool', o.quarantinePool);
       if (o.alertWebhookSecret !== undefined && !SECRET_VERSION_PATTERN.test(o.alertWebhookSecret)) {
-        throw new UsageError('--alert-webhook-secret', 'must be a Secret Manager version projects/P/secrets/S/versions/N');
+        throw new UsageError(
+          '--alert-webhook-secret',
+          'must be a Secret Manager version projects/P/secrets/S/versions/N',
+        );
       }
       const actor = actorOf(o.actor);
       const timeout = validate.timeoutSeconds(o.timeout);

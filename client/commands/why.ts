@@ -205,7 +205,9 @@ function human(r: WhyReport): string {
   if (r.events.length > 50) lines.push(`  … ${r.events.length - 50} older events (use --json)`);
   lines.push(r.suppression.length ? 'suppression:' : 'suppression: not listed');
   for (const s of r.suppression) {
-    lines.push(`  ${s.type.padEnd(18)}${s.source}${s.created ? ` since ${s.created}` : ''}${s.description ? `: ${s.description}` : ''}`);
+    lines.push(
+      `  ${s.type.padEnd(18)}${s.source}${s.created ? ` since ${s.created}` : ''}${s.description ? `: ${s.description}` : ''}`,
+    );
   }
   return lines.join('\n') + '\n';
 }
@@ -231,10 +233,32 @@ export const registerIssue13Commands: CommandModule = (program: Command, ctx: Cl
   registerProtectionCommands(program, ctx);
 };
 
-/** The SparkPost calls `why` makes, as a WhySource. */
+/** The SparkPost calls `why` makes, as a WhySource (the client's issue-11 event search and suppression lookup). */
 export function sparkpostWhySource(sp: ReturnType<typeof operatorSparkPost>): WhySource {
   return {
-    recipientEvents: (subaccountId, recipient) => sp.recipientEvents(subaccountId, recipient),
-    suppressionOf: (subaccountId, recipient) => sp.getSuppression(subaccountId, recipient),
+    async recipientEvents(subaccountId, recipient) {
+      const events = await sp.searchMessageEvents({ subaccountId, recipients: [recipient], maxPages: 10 });
+      return events.map((e) => {
+        const out: RecipientEvent = { type: e.type, timestamp: e.timestamp, subaccountId: e.subaccountId };
+        out.eventId = e.eventId;
+        if (e.messageId) out.messageId = e.messageId;
+        if (e.subject !== undefined) out.subject = e.subject;
+        if (e.bounceClass !== undefined) out.bounceClass = e.bounceClass;
+        if (e.reason !== undefined) out.reason = e.reason;
+        if (e.errorCode !== undefined) out.errorCode = e.errorCode;
+        return out;
+      });
+    },
+    async suppressionOf(subaccountId, recipient) {
+      const entries = await sp.getSuppression(subaccountId, recipient);
+      return entries.map((x) => ({
+        type: x.type,
+        source: x.source,
+        description: x.description,
+        ...(x.created ? { created: x.created } : {}),
+        ...(x.updated ? { updated: x.updated } : {}),
+        subaccountId: x.subaccountId,
+      }));
+    },
   };
 }

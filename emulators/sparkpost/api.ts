@@ -24,7 +24,7 @@ export interface SparkPostEmulatorOptions {
   faults?: Partial<FaultConfig>;
   /** Domains owned by the primary, shared with subaccounts and verified. Default `['cloud.sourcegraph.com']`. */
   sharedSendingDomains?: string[];
-  /** Webhook batching and retry timing (emulators/sparkpost/webhooks.ts). */
+  /** Webhook batching and retry timing (emulators/sparkpost/webhooks.ts; issue 13). */
   webhooks?: WebhookDispatcherOptions;
 }
 
@@ -59,6 +59,8 @@ export interface DataPrivacyRequestRecord {
   include_subaccounts: boolean;
   recipients: string[];
   at: string;
+  /** When SparkPost carried it out (RTBF only; unset while pending). See processPrivacyRequests. */
+  processed_at?: string;
 }
 
 /** A sending domain as stored. */
@@ -100,14 +102,47 @@ export interface MessageEventRecord {
   subaccount_id: number;
   timestamp: string;
   bounce_class?: string;
-  /** Bounces and rejections: SparkPost's cleaned reason, the remote server's raw reply, and its SMTP code. */
-  reason?: string;
-  raw_reason?: string;
-  error_code?: string;
   subject?: string;
   friendly_from?: string;
   message_id?: string;
+  reason?: string;
+  raw_reason?: string;
+  error_code?: string;
 }
+
+// ---------------------------------------------------------------- suppression list and data privacy types (issue 11)
+
+/** A suppression-list entry as stored (one per recipient, type and account). */
+export interface SuppressionRecord {
+  recipient: string;
+  type: 'transactional' | 'non_transactional';
+  source: string;
+  description: string;
+  /** 0 = primary account. */
+  subaccount_id: number;
+  created: string;
+  updated: string;
+  /** False for entries SparkPost keeps for compliance: DELETE answers 403 and RTBF leaves them. */
+  removable: boolean;
+}
+
+/** A seeded suppression entry (admin route and tests). */
+export interface SuppressionSeed {
+  recipient: string;
+  type?: 'transactional' | 'non_transactional';
+  source?: string;
+  description?: string;
+  /** Default: false for source `Compliance`, true otherwise. */
+  removable?: boolean;
+}
+
+/** How RTBF requests are carried out: after a delay, and with recipients that survive some requests. */
+export interface PrivacyProcessing {
+  /** Milliseconds between filing and erasure (default 0: erased when filed). */
+  delayMs: number;
+}
+
+// ---------------------------------------------------------------- end of suppression list and data privacy types
 
 /** The emulator's whole state, readable (and writable, at your own risk) by tests. */
 export interface SparkPostState {
@@ -119,6 +154,8 @@ export interface SparkPostState {
   ipPools: IpPoolRecord[];
   messages: AcceptedMessage[];
   events: MessageEventRecord[];
+  /** Suppression lists of every account (issue 11). */
+  suppressions: SuppressionRecord[];
 }
 
 /** A canned raw response for the next matching request (HTML error pages, truncated JSON, Retry-After...). */
@@ -338,7 +375,7 @@ export class SparkPostEmulator {
   readonly origin: string;
   /** Fault knobs (admin routes are never faulted). */
   readonly faults: Faults;
-  /** Webhooks and their batch deliveries. */
+  /** Webhooks and their batch deliveries (issue 13). */
   readonly webhooks: WebhookDispatcher;
   /** In-memory state. */
   readonly state: SparkPostState = {
@@ -350,6 +387,7 @@ export class SparkPostEmulator {
     ipPools: [{ id: 'default', name: 'Default' }],
     messages: [],
     events: [],
+    suppressions: [],
   };
 
   /**
@@ -456,10 +494,9 @@ export class SparkPostEmulator {
     const at = new Date().toISOString();
     this.state.messages.push({ at, ...msg, to: [...msg.to] });
     const messageId = hex(8);
-    const added: MessageEventRecord[] = [];
     for (const rcpt of msg.to) {
       for (const type of ['injection', 'delivery']) {
-        added.push({
+        this.state.events.push({
           event_id: String(BigInt(`0x${hex(8)}`)),
           type,
           rcpt_to: rcpt,
@@ -471,8 +508,7 @@ export class SparkPostEmulator {
         });
       }
     }
-    this.state.events.push(...added);
-    this.publishEvents(added);
+    this.publishEvents(this.state.events.slice(-2 * msg.to.length));
   }
 
   /** Drift simulation: changes a subaccount's status (and SparkPost's compliance verdict) behind our back. */
@@ -494,28 +530,28 @@ export class SparkPostEmulator {
       reason?: string;
       raw_reason?: string;
       error_code?: string;
+      message_id?: string;
+      subject?: string;
     }>,
   ): void {
-    const added: MessageEventRecord[] = [];
     for (const e of events) {
-      added.push({
+      const rec: MessageEventRecord = {
         event_id: String(BigInt(`0x${hex(8)}`)),
         type: e.type,
         rcpt_to: e.rcpt_to,
         subaccount_id: subaccountId,
         timestamp: e.timestamp ?? new Date().toISOString(),
-        message_id: hex(8),
-        ...(e.bounce_class !== undefined ? { bounce_class: e.bounce_class } : {}),
-        ...(e.reason !== undefined ? { reason: e.reason } : {}),
-        ...(e.raw_reason !== undefined ? { raw_reason: e.raw_reason } : {}),
-        ...(e.error_code !== undefined ? { error_code: e.error_code } : {}),
-      });
+      };
+      for (const k of ['bounce_class', 'reason', 'raw_reason', 'error_code', 'message_id', 'subject'] as const) {
+        if (e[k] !== undefined) rec[k] = e[k];
+      }
+      this.state.events.push(rec);
+      this.autoSuppress(rec);
+      this.publishEvents([rec]);
     }
-    this.state.events.push(...added);
-    this.publishEvents(added);
   }
 
-  // ---------------------------------------------------------------- webhooks and events (issue 13)
+  // ---------------------------------------------------------------- webhooks (issue 13)
 
   /** Hands new events to the webhooks, in SparkPost's JSON shape. */
   private publishEvents(added: MessageEventRecord[]): void {
@@ -547,7 +583,96 @@ export class SparkPostEmulator {
     }
     throw err(405, 'Method Not Allowed');
   }
-  // ---------------------------------------------------------------- end webhooks and events
+  // ---------------------------------------------------------------- end of webhooks
+
+  // ---------------------------------------------------------------- suppression list and data privacy helpers (issue 11)
+
+  /** How RTBF requests are carried out (tests make SparkPost slow with a delay). */
+  readonly privacyProcessing: PrivacyProcessing = { delayMs: 0 };
+  /** Recipient (lowercase) of a subaccount → how many more RTBF requests leave it in place (tests: a stuck erasure). */
+  private readonly rtbfResistance = new Map<string, number>();
+
+  /** Seeds suppression-list entries for a subaccount (0 = primary); an existing recipient+type is updated. */
+  addSuppressions(subaccountId: number, entries: SuppressionSeed[]): void {
+    const now = new Date().toISOString();
+    for (const e of entries) {
+      const type = e.type ?? 'transactional';
+      const source = e.source ?? 'Manually Added';
+      const existing = this.state.suppressions.find(
+        (x) => x.subaccount_id === subaccountId && x.type === type && sameAddress(x.recipient, e.recipient),
+      );
+      const removable = e.removable ?? source !== 'Compliance';
+      if (existing) {
+        Object.assign(existing, {
+          source,
+          description: e.description ?? existing.description,
+          updated: now,
+          removable,
+        });
+        continue;
+      }
+      this.state.suppressions.push({
+        recipient: e.recipient,
+        type,
+        source,
+        description: e.description ?? '',
+        subaccount_id: subaccountId,
+        created: now,
+        updated: now,
+        removable,
+      });
+    }
+  }
+
+  /** The next `times` RTBF requests for this recipient of this subaccount leave its data in place. */
+  resistRtbf(subaccountId: number, recipient: string, times = 1): void {
+    this.rtbfResistance.set(`${subaccountId}/${recipient.toLowerCase()}`, times);
+  }
+
+  /**
+   * Carries out RTBF requests whose delay has passed: the recipients' message events and removable suppression
+   * entries go, in the request's subaccount (or everywhere with include_subaccounts). Runs before every API call.
+   */
+  processPrivacyRequests(now = Date.now()): void {
+    for (const r of this.state.rtbfRequests) {
+      if (r.processed_at !== undefined || Date.parse(r.at) + this.privacyProcessing.delayMs > now) continue;
+      r.processed_at = new Date(now).toISOString();
+      const sub = r.subaccount_id ?? 0;
+      const inScope = (id: number) => r.include_subaccounts || id === sub;
+      const erase = new Set<string>();
+      for (const rcpt of r.recipients) {
+        const key = `${sub}/${rcpt.toLowerCase()}`;
+        const left = this.rtbfResistance.get(key) ?? 0;
+        if (left > 0) {
+          this.rtbfResistance.set(key, left - 1);
+          continue;
+        }
+        erase.add(rcpt.toLowerCase());
+      }
+      keepOnly(this.state.events, (e) => !(inScope(e.subaccount_id) && erase.has(e.rcpt_to.toLowerCase())));
+      keepOnly(
+        this.state.suppressions,
+        (x) => !(x.removable && inScope(x.subaccount_id) && erase.has(x.recipient.toLowerCase())),
+      );
+    }
+  }
+
+  /** What SparkPost adds to the list by itself: hard bounces (10, 30, 90), spam complaints, unsubscribes. */
+  private autoSuppress(e: MessageEventRecord): void {
+    let seed: SuppressionSeed | null = null;
+    if ((e.type === 'bounce' || e.type === 'out_of_band') && e.bounce_class && HARD_BOUNCE.has(e.bounce_class)) {
+      seed = { recipient: e.rcpt_to, source: 'Bounce Rule', description: e.raw_reason ?? e.reason ?? '' };
+    } else if (e.type === 'spam_complaint') {
+      seed = { recipient: e.rcpt_to, type: 'non_transactional', source: 'Spam Complaint' };
+    } else if (e.type === 'list_unsubscribe') {
+      seed = { recipient: e.rcpt_to, type: 'non_transactional', source: 'List Unsubscribe' };
+    } else if (e.type === 'link_unsubscribe') {
+      seed = { recipient: e.rcpt_to, type: 'non_transactional', source: 'Unsubscribe Link' };
+    }
+    if (seed) this.addSuppressions(e.subaccount_id, [seed]);
+  }
+
+  // ---------------------------------------------------------------- end of suppression list and data privacy helpers
 
   /** Lets the next verify call of `domain` succeed, as if its DNS records had been published. */
   markDomainVerifiable(domain: string, verifiable = true): void {
@@ -575,6 +700,7 @@ export class SparkPostEmulator {
         ipPools: this.state.ipPools,
         messages: this.state.messages,
         events: this.state.events,
+        suppressions: this.state.suppressions,
         webhooks: this.webhooks.webhooks.map((w) => this.webhooks.json(w)),
         webhookDeliveries: this.webhooks.deliveries,
         faults: { config: this.faults.current(), injected: this.faults.injected },
@@ -698,9 +824,32 @@ export class SparkPostEmulator {
         return { status: 200, body: { added: events.length } };
       }
       if (path === '/__emulator/webhooks/redeliver' && method === 'POST') {
-        // SparkPost resends a batch whose 200 it did not see: the same batch id and events again.
+        // SparkPost resends a batch whose 200 it did not see: the same batch id and events again (issue 13).
         void this.webhooks.redeliverLast();
         return { status: 202, body: { redelivering: true } };
+      }
+      m = /^\/__emulator\/subaccounts\/(\d+)\/suppressions$/.exec(path);
+      if (m && method === 'POST') {
+        const entries = Array.isArray(body.entries) ? body.entries.filter(isObj) : [];
+        this.addSuppressions(
+          Number(m[1]),
+          entries.map((e) => ({
+            recipient: String(e.recipient),
+            ...(e.type === 'non_transactional' ? { type: 'non_transactional' as const } : {}),
+            ...(typeof e.source === 'string' ? { source: e.source } : {}),
+            ...(typeof e.description === 'string' ? { description: e.description } : {}),
+            ...(typeof e.removable === 'boolean' ? { removable: e.removable } : {}),
+          })),
+        );
+        return { status: 200, body: { added: entries.length } };
+      }
+      if (path === '/__emulator/privacy' && method === 'PUT') {
+        if (body.delayMs !== undefined) {
+          const d = Number(body.delayMs);
+          if (!Number.isFinite(d) || d < 0) return { status: 400, body: { error: 'delayMs must be >= 0' } };
+          this.privacyProcessing.delayMs = d;
+        }
+        return { status: 200, body: this.privacyProcessing };
       }
     } catch (e) {
       return { status: 400, body: { error: e instanceof Error ? e.message : String(e) } };
@@ -710,6 +859,7 @@ export class SparkPostEmulator {
 
   /** The REST API proper: a synchronous function of the request, so that a dropped response is still applied. */
   private api(req: http.IncomingMessage, method: string, path: string, query: URLSearchParams, raw: string): Reply {
+    this.processPrivacyRequests();
     try {
       if (!path.startsWith('/api/v1/') && path !== '/api/v1') throw notFound();
       const segs = path
@@ -821,6 +971,18 @@ export class SparkPostEmulator {
         if (m !== 'GET') return bad();
         this.need(ctx, 'metrics/view');
         return sub === 'subaccount' ? this.metricsBySubaccount(ctx) : this.metrics(ctx);
+      case 'suppression-list':
+        if (sub !== undefined) throw notFound();
+        if (m === 'GET') this.need(ctx, 'suppression_lists/manage', 'suppression_lists/view');
+        else this.need(ctx, 'suppression_lists/manage');
+        if (id === undefined) {
+          if (m === 'GET') return this.listSuppressions(ctx);
+          if (m === 'PUT') return this.putSuppressions(ctx);
+          return bad();
+        }
+        if (m === 'GET') return this.getSuppression(ctx, id);
+        if (m === 'DELETE') return this.deleteSuppression(ctx, id);
+        return bad();
       case 'events':
         if (id !== 'message' || sub !== undefined) throw notFound();
         if (m !== 'GET') return bad();
@@ -1166,6 +1328,121 @@ export class SparkPostEmulator {
     return { status: 200, body: { results: { message: 'Request saved.' } } };
   }
 
+  // ---------------------------------------------------------------- suppression list (issue 11)
+
+  private suppressionsInScope(scope: Scope): SuppressionRecord[] {
+    return this.state.suppressions.filter((x) => scope.all || x.subaccount_id === scope.id);
+  }
+
+  private suppressionJson(x: SuppressionRecord): Json {
+    return {
+      recipient: x.recipient,
+      type: x.type,
+      source: x.source,
+      description: x.description,
+      created: x.created,
+      updated: x.updated,
+      subaccount_id: x.subaccount_id,
+    };
+  }
+
+  private getSuppression(ctx: Ctx, recipient: string): Reply {
+    const found = this.suppressionsInScope(ctx.scope).filter((x) => sameAddress(x.recipient, recipient));
+    if (!found.length) throw err(404, 'Recipient could not be found', { code: '1600' });
+    return { status: 200, body: { results: found.map((x) => this.suppressionJson(x)) } };
+  }
+
+  private listSuppressions(ctx: Ctx): Reply {
+    const q = ctx.query;
+    const size = perPage(q, 1000, 10000);
+    const cursor = q.get('cursor');
+    let f: Json;
+    if (cursor && cursor !== 'initial') {
+      f = decodeCursor(cursor);
+    } else {
+      const list = (name: string) =>
+        (q.get(name) ?? '')
+          .split(',')
+          .map((x) => x.trim())
+          .filter(Boolean);
+      f = {
+        o: 0,
+        from: parseTime(q.get('from'), 'from') ?? null,
+        to: parseTime(q.get('to'), 'to') ?? null,
+        sources: list('sources'),
+        types: list('types'),
+        scope: ctx.scope.all ? null : ctx.scope.id,
+      };
+    }
+    const sources = Array.isArray(f.sources) ? f.sources.map(String) : [];
+    const types = Array.isArray(f.types) ? f.types.map(String) : [];
+    const scope: Scope = f.scope === null || f.scope === undefined ? ctx.scope : { all: false, id: Number(f.scope) };
+    const all = this.suppressionsInScope(scope).filter((x) => {
+      const t = Date.parse(x.updated);
+      return (
+        (f.from === null || t >= Number(f.from)) &&
+        (f.to === null || t <= Number(f.to)) &&
+        (!sources.length || sources.includes(x.source)) &&
+        (!types.length || types.includes(x.type))
+      );
+    });
+    const offset = Number(f.o) || 0;
+    const links: Json = {};
+    if (offset + size < all.length) {
+      links.next = `/api/v1/suppression-list?cursor=${encodeCursor({ ...f, o: offset + size })}&per_page=${size}`;
+    }
+    return {
+      status: 200,
+      body: {
+        results: all.slice(offset, offset + size).map((x) => this.suppressionJson(x)),
+        total_count: all.length,
+        links,
+      },
+    };
+  }
+
+  private putSuppressions(ctx: Ctx): Reply {
+    const list = ctx.body.recipients;
+    if (!Array.isArray(list) || !list.length) throw err(400, 'recipients is a required field');
+    if (ctx.scope.all) throw invalid('invalid X-MSYS-SUBACCOUNT header');
+    const seeds: SuppressionSeed[] = [];
+    for (const e of list) {
+      if (!isObj(e) || typeof e.recipient !== 'string' || !EMAIL.test(e.recipient)) {
+        throw err(400, 'invalid email address', { recipient: isObj(e) ? e.recipient : e });
+      }
+      const type = e.type ?? 'transactional';
+      if (type !== 'transactional' && type !== 'non_transactional')
+        throw invalid('type must be transactional or non_transactional');
+      seeds.push({
+        recipient: e.recipient,
+        type,
+        source: 'Manually Added',
+        description: typeof e.description === 'string' ? e.description : '',
+      });
+    }
+    this.addSuppressions(ctx.scope.id, seeds);
+    return { status: 200, body: { results: { message: 'Suppression List successfully updated' } } };
+  }
+
+  private deleteSuppression(ctx: Ctx, recipient: string): Reply {
+    if (ctx.scope.all) throw invalid('invalid X-MSYS-SUBACCOUNT header');
+    const type = ctx.body.type;
+    if (type !== undefined && type !== 'transactional' && type !== 'non_transactional') {
+      throw invalid('type must be transactional or non_transactional');
+    }
+    const found = this.suppressionsInScope(ctx.scope).filter(
+      (x) => sameAddress(x.recipient, recipient) && (type === undefined || x.type === type),
+    );
+    if (!found.length) throw err(404, 'Recipient could not be found', { code: '1600' });
+    if (found.some((x) => !x.removable)) {
+      throw forbidden('This recipient may not be removed from the suppression list (compliance).');
+    }
+    for (const x of found) removeFrom(this.state.suppressions, x);
+    return { status: 204 };
+  }
+
+  // ---------------------------------------------------------------- end of suppression list
+
   // ---------------------------------------------------------------- metrics and events
 
   private timeWindow(q: URLSearchParams, defaultFromMs: number | null): { from: number; to: number } {
@@ -1466,6 +1743,18 @@ export class SparkPostEmulator {
     );
     return { status: 204 };
   }
+}
+
+/** Addresses compare case-insensitively (SparkPost lowercases them). */
+function sameAddress(a: string, b: string): boolean {
+  return a.toLowerCase() === b.toLowerCase();
+}
+
+/** Filters in place (see removeFrom). */
+function keepOnly<T>(list: T[], keep: (item: T) => boolean): void {
+  let j = 0;
+  for (const item of list) if (keep(item)) list[j++] = item;
+  list.length = j;
 }
 
 /** Removes in place, so that references tests hold on `state` arrays stay live. */
