@@ -145,6 +145,23 @@ export function verdictOf(events: RecipientEvent[], suppression: SuppressionEntr
   return `${main}; suppressed${since} (${what}): SparkPost drops mail to this address until it is removed`;
 }
 
+/** Where an event type sits in a message's life, to order events of the same second. */
+function stage(type: string): number {
+  const order = [
+    'injection',
+    'delay',
+    'policy_rejection',
+    'generation_rejection',
+    'generation_failure',
+    'delivery',
+    'bounce',
+    'out_of_band',
+    'spam_complaint',
+  ];
+  const i = order.indexOf(type);
+  return i < 0 ? order.length : i;
+}
+
 /** Builds the report for one recipient of one subaccount (all scoping happens here). */
 export async function explainRecipient(
   source: WhySource,
@@ -164,7 +181,8 @@ export async function explainRecipient(
       ...(e.reason !== undefined ? { reason: scrubAddresses(e.reason) } : {}),
       ...(e.subject !== undefined ? { subject: scrubAddresses(e.subject, 120) } : {}),
     }))
-    .sort((a, b) => Date.parse(b.timestamp) - Date.parse(a.timestamp));
+    // Newest first; at the same second, the later stage of a message's life (delivery after injection) first.
+    .sort((a, b) => Date.parse(b.timestamp) - Date.parse(a.timestamp) || stage(b.type) - stage(a.type));
   const suppression = rawSuppression
     .filter((s) => s.subaccountId === null || s.subaccountId === subaccountId)
     .map((s) => ({ ...s, ...(s.description !== undefined ? { description: scrubAddresses(s.description) } : {}) }));
