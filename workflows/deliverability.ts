@@ -389,6 +389,8 @@ async function observeForProtection(
   for (const r of rows) {
     const complaints = r.complaints ?? 0;
     if (!onRung.has(r.instance) && r.hardBounces === 0 && complaints === 0) continue;
+    // Already reported as having no workflow to signal: once is enough.
+    if (summary.skipped.some((x) => x.instance === r.instance)) continue;
     const request: ProtectionRequest = {
       requestId: `metrics-${r.instance}-${at}`,
       input: {
