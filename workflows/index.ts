@@ -67,8 +67,10 @@ import {
 import {
   protectionRequestProblem,
   protectionRequestUpdate,
+  protectedIpPool,
   protectionSignal,
   resetProtectionForDisable,
+  suspendedByProtection,
   runProtectionRequest,
   type ProtectionHost,
   type ProtectionRequest,
@@ -504,11 +506,13 @@ class Instance {
       subaccountId: s.subaccountId,
       keyId: s.keyId,
       sendingDomain: s.sendingDomain ? { domain: s.sendingDomain.domain, state: s.sendingDomain.state } : null,
-      ...(s.ipPool !== undefined ? { ipPool: s.ipPool } : {}),
+      // reputation protection (issue 13): a quarantined subaccount is expected in the quarantine pool
+      ...protectedIpPool(s),
     });
     const problems = findings.filter((f) => !f.ok);
     let repairRequestId: string | null = null;
-    if (req.enforce && problems.some((f) => f.repairable) && this.queue.length === 0) {
+    // reputation protection (issue 13): a repair would reactivate a subaccount the ladder suspended
+    if (req.enforce && problems.some((f) => f.repairable) && this.queue.length === 0 && !suspendedByProtection(s)) {
       repairRequestId = req.requestId;
       if (s.state === 'disabled') this.onDisable({ requestId: req.requestId, reason: 'check --enforce repair' });
       else this.onEnable({ requestId: req.requestId, spec: { ...s.spec!, force: false } });
@@ -698,7 +702,7 @@ class Instance {
           knownId: this.status.subaccountId ?? existing?.id ?? null,
           ...(terminate ? { absentAtStart: true } : {}),
           // The recorded pool is restored (a repair of pool drift); absent on instances that never managed one.
-          ...(this.status.ipPool !== undefined ? { ipPool: this.status.ipPool } : {}),
+          ...protectedIpPool(this.status), // reputation protection (issue 13): keeps a quarantine in place
         });
         this.status.subaccountId = sub.id;
         if (sub.complianceStatus !== 'active') {

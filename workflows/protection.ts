@@ -113,6 +113,20 @@ function alertText(instance: string, t: ProtectionTransition): string {
   );
 }
 
+/**
+ * The `ipPool` argument of checkInstance and ensureSubaccount: the quarantine pool while quarantined (so neither a
+ * check nor a re-run of enable "repairs" the quarantine away), else the recorded pool, else nothing.
+ */
+export function protectedIpPool(s: InstanceStatus): { ipPool?: string | null } {
+  if (s.protection?.level === 'quarantined') return { ipPool: s.protection.config.quarantinePool };
+  return s.ipPool !== undefined ? { ipPool: s.ipPool } : {};
+}
+
+/** Whether the ladder suspended the subaccount (a check must not reactivate it). */
+export function suspendedByProtection(s: InstanceStatus): boolean {
+  return s.protection?.level === 'suspended';
+}
+
 /** Runs one queued protection request on the entity's state. */
 export async function runProtectionRequest(host: ProtectionHost, req: ProtectionRequest): Promise<void> {
   const s = host.status;
