@@ -117,7 +117,7 @@ describe('the scanner', () => {
   });
 });
 
-describe('leak scan of the whole lifecycle through the CLI and a worker process', { timeout: 420_000 }, () => {
+describe('leak scan of the whole lifecycle through the CLI and a worker process', { timeout: 600_000 }, () => {
   let stack: EmulatorStack;
   let server: DevServer;
   let worker: WorkerProcess;
