@@ -7,6 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { runBounceAlertOnce } from '../client/commands/deliverability';
 import { explainRecipient, verdictOf, type WhySource } from '../client/commands/why';
 import { WebhookReceiver } from '../emulators/webhook-receiver';
 import { workflowIdFor } from '../lib/instance';
@@ -373,6 +374,25 @@ describe('why, suppression, webhooks and reputation protection', { timeout: 300_
       assert.match(metrics, /managed_smtp_webhook_duplicate_events_total 6/);
       for (const a of Object.values(ADDR)) assert.ok(!metrics.includes(a));
     });
+  });
+
+  test('the bounce-alert poll feeds the ladder a metrics observation (counts only)', async () => {
+    const summary = await runBounceAlertOnce(lane.client, { thresholdRate: 0.99, minAccepted: 1000, windowHours: 24 });
+    assert.deepEqual(summary.skipped, []);
+    const s = await waitUntil('the metrics observation', async () => {
+      const st = await status('other');
+      return st.protection?.last?.source === 'metrics' ? st : null;
+    });
+    // other: the enable test email (accepted) and, seeded, one hard bounce and one complaint.
+    assert.deepEqual(
+      {
+        hard: s.protection!.last!.hardBounces,
+        complaints: s.protection!.last!.complaints,
+        severity: s.protection!.last!.severity,
+      },
+      { hard: 1, complaints: 1, severity: 'quiet' },
+    );
+    assert.equal(s.protection!.level, 'ok', 'two messages say little: no alarm');
   });
 
   test('ladder: warning → quarantine → recovered; clear; disable in the middle undoes a quarantine', async () => {
