@@ -9,18 +9,18 @@ import { ApplicationFailure } from '@temporalio/common';
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import axios from 'axios';
 import { instanceFromWorkflowId, workflowIdFor } from '../lib/instance';
-import { BOUNCE_ALERT_KEY } from '../lib/search-attributes';
+import { BOUNCE_ALERT_KEY, PROTECTION_KEY } from '../lib/search-attributes';
 import type { SecretStore } from '../vendors/secret-manager';
 import type { SparkPostClient, Subaccount } from '../vendors/sparkpost';
-import {
-  bounceRateOf,
-  type AlertWebhookInput,
-  type DeliverabilityActivities,
-  type DeliverabilityFigures,
-  type FleetDeliverability,
-  type FleetDeliverabilityInput,
-  type FleetRow,
-  type InstanceDeliverabilityInput,
+import { bounceRateOf } from '../contract/deliverability';
+import type {
+  AlertWebhookInput,
+  DeliverabilityActivities,
+  DeliverabilityFigures,
+  FleetDeliverability,
+  FleetDeliverabilityInput,
+  FleetRow,
+  InstanceDeliverabilityInput,
 } from '../workflows/deliverability';
 import { withFailureMapping } from './failures';
 
@@ -185,7 +185,7 @@ export function createDeliverabilityActivities(deps: DeliverabilityDeps) {
         sparkpost.getDeliverabilityBySubaccount({
           from: input.from,
           to: input.to,
-          metrics: METRICS,
+          metrics: input.complaints ? [...METRICS, 'count_spam_complaint'] : METRICS,
           limit: METRICS_ROW_LIMIT,
         }),
         sparkpost.listSubaccounts(),
@@ -201,7 +201,11 @@ export function createDeliverabilityActivities(deps: DeliverabilityDeps) {
       for (const [instance, subs] of live) {
         // Names are not unique in SparkPost: a repeated name counts all its live subaccounts.
         const figures = sum(subs.map((s) => figuresOf(byId.get(s.id) ?? {})));
-        rows.push({ instance, subaccountId: subs.reduce(preferred).id, ...figures });
+        const row: FleetRow = { instance, subaccountId: subs.reduce(preferred).id, ...figures };
+        if (input.complaints) {
+          row.complaints = subs.reduce((n, s) => n + (byId.get(s.id)?.count_spam_complaint ?? 0), 0);
+        }
+        rows.push(row);
       }
       rows.sort((a, b) => (a.instance < b.instance ? -1 : a.instance > b.instance ? 1 : 0));
 
@@ -255,6 +259,23 @@ export function createDeliverabilityActivities(deps: DeliverabilityDeps) {
         batch.forEach((name, j) => found[j] && flagged.push(name));
       }
       return flagged.sort();
+    },
+
+    async protectedInstances(): Promise<string[]> {
+      const temporal = deps.temporal;
+      if (!temporal) {
+        throw ApplicationFailure.nonRetryable('protectedInstances: the worker has no Temporal client', NOT_CONFIGURED);
+      }
+      const query =
+        `WorkflowType = 'managedSmtpWorkflow' AND ExecutionStatus = 'Running' AND ` +
+        `${PROTECTION_KEY.name} IN ('warning', 'quarantined', 'suspended', 'severe')`;
+      const names = new Set<string>();
+      for await (const wf of temporal.workflow.list({ query })) {
+        const name = instanceFromWorkflowId(wf.workflowId);
+        if (name) names.add(name);
+        if (names.size >= MAX_FLAGGED) break;
+      }
+      return [...names].sort();
     },
 
     async postAlertWebhook(input: AlertWebhookInput): Promise<void> {

@@ -38,6 +38,7 @@ import { createOffboardActivities } from './offboard';
 import { createDeliverabilityActivities } from './deliverability';
 import { createDomainActivities } from './domains';
 import { createFleetActivities } from './fleet';
+import { createProtectionActivities } from './protection';
 import { heartbeating } from './heartbeat';
 import { reportingRetries } from './stuck';
 import {
@@ -445,6 +446,8 @@ export function createActivities(rawDeps: ActivityDeps) {
       temporal: deps.temporal,
       secrets: rawDeps.secrets,
     }),
+    // Reputation protection (issue 13): quarantine pool or suspension, and undoing it.
+    ...createProtectionActivities({ sparkpost: deps.sparkpost }),
   };
 }
 

@@ -24,6 +24,7 @@ import { registerGdprCommands } from './commands/gdpr';
 import { registerDeliverabilityCommands } from './commands/deliverability';
 import { registerRolloutCommands } from './commands/rollout';
 import { registerDomainCommands } from './commands/domains';
+import { registerIssue13Commands } from './commands/why';
 import { CodecConfigError } from '../lib/codec';
 
 import { OperationFailed } from './errors';
@@ -326,6 +327,7 @@ export function buildProgram(
     registerDeliverabilityCommands,
     registerRolloutCommands,
     registerDomainCommands,
+    registerIssue13Commands, // why, suppression, webhooks, protection
   ]) {
     register(program, ctx);
   }

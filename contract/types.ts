@@ -4,6 +4,7 @@
  */
 export * from '../lib/types';
 import type { EnableRequest, DisableRequest, IpPoolRequest } from '../lib/types';
+import type { ProtectionRequest } from '../workflows/protection';
 
 /** A request waiting in the entity's queue. Every change to an instance is one of these. */
 export type QueuedRequest =
@@ -18,6 +19,8 @@ export type QueuedRequest =
     }
   | { kind: 'ip-pool'; request: IpPoolRequest }
   | { kind: 'check'; request: { requestId: string; enforce: boolean } }
+  /** Reputation protection: a metrics reading, a clear or a configuration (workflows/protection.ts decides). */
+  | { kind: 'protection'; request: ProtectionRequest }
   | {
       kind: 'repair';
       /** The generation the check observed: the repair is dropped if any operator request came since. */

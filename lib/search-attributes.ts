@@ -17,6 +17,9 @@ export const BOUNCE_ALERT_KEY = defineSearchAttributeKey('ManagedSmtpBounceAlert
 /** True while the current step's activity keeps failing and retrying (set from its third attempt). */
 export const STUCK_KEY = defineSearchAttributeKey('ManagedSmtpStuck', SearchAttributeType.BOOL);
 
+/** Reputation protection level (ok, warning, quarantined, suspended, severe); lib/protection.ts. */
+export const PROTECTION_KEY = defineSearchAttributeKey('ManagedSmtpProtection', SearchAttributeType.KEYWORD);
+
 /** Every attribute with its type name, as `temporal server start-dev --search-attribute` and the operator API take them. */
 export const SEARCH_ATTRIBUTES: Record<string, 'Keyword' | 'Text' | 'Int' | 'Double' | 'Bool' | 'Datetime'> = {
   [INSTANCE_KEY.name]: 'Keyword',
@@ -24,7 +27,15 @@ export const SEARCH_ATTRIBUTES: Record<string, 'Keyword' | 'Text' | 'Int' | 'Dou
   [STEP_KEY.name]: 'Keyword',
   [BOUNCE_ALERT_KEY.name]: 'Bool',
   [STUCK_KEY.name]: 'Bool',
+  [PROTECTION_KEY.name]: 'Keyword',
 };
 
 /** Every key, for test servers that take typed keys. */
-export const ALL_SEARCH_ATTRIBUTE_KEYS = [INSTANCE_KEY, STATE_KEY, STEP_KEY, BOUNCE_ALERT_KEY, STUCK_KEY];
+export const ALL_SEARCH_ATTRIBUTE_KEYS = [
+  INSTANCE_KEY,
+  STATE_KEY,
+  STEP_KEY,
+  BOUNCE_ALERT_KEY,
+  STUCK_KEY,
+  PROTECTION_KEY,
+];

@@ -2,6 +2,7 @@
  * Types shared by the workflow, the activities and the client. Pure types and constants: imported by workflow code.
  */
 import type { EmailSettings } from './site-config';
+import type { ProtectionStatus } from './protection';
 
 /** The lifecycle state of an instance's managed SMTP (INTERFACE.md). */
 export type InstanceState = 'provisioning' | 'active' | 'disabling' | 'disabled' | 'failed' | 'customer-managed';
@@ -277,4 +278,29 @@ export interface InstanceStatus {
   restorePending?: { since: string; lastError: string } | null;
   /** issue 11: set once an offboarding's disable finished; every later enable is rejected. */
   offboarded?: { at: string; requestId: string } | null;
+  // ---- issue 13: reputation protection ladder (workflows/protection.ts) and suppression-list audit trail
+  /** The reputation protection ladder (absent until the first observation). */
+  protection?: ProtectionStatus | null;
+  /** Suppression-list removals asked for this instance, oldest first (bounded); never an address in clear. */
+  suppressionAudit?: SuppressionAuditRecord[];
+}
+
+/** One suppression-list removal in an instance's audit trail. */
+export interface SuppressionAuditRecord {
+  requestId: string;
+  /** When it was asked. */
+  at: string;
+  /** Who asked (OS user or --actor). */
+  actor: string;
+  reason: string;
+  /** The address, masked (`j***@e***.com`), and a keyed hash to match it later without storing it. */
+  recipientMasked: string;
+  recipientHash: string;
+  /** The entry's source and type at SparkPost (e.g. Bounce Rule, transactional). */
+  source: string | null;
+  type: string | null;
+  forced: boolean;
+  outcome: 'requested' | 'removed' | 'refused' | 'failed';
+  message?: string;
+  finishedAt?: string;
 }

@@ -15,6 +15,9 @@ import { AesGcmCodec, CODEC_KEYS_ENV, generateCodecKey, parseCodecKeys } from '.
 import { startCodecServer } from '../worker/codec-server';
 import { SEARCH_ATTRIBUTES } from '../lib/search-attributes';
 import { findTemporalCli } from './temporal-cli';
+import { Client, Connection } from '@temporalio/client';
+import { dataConverterFor } from '../lib/codec';
+import { DEMO_RECIPIENTS, startDevEvents, type DevEvents } from './dev-events';
 
 const root = path.resolve(__dirname, '..');
 const argv = process.argv.slice(2);
@@ -35,6 +38,7 @@ export const DEV_PORTS = {
   sourcegraph: 3080,
   state: 4000,
   codec: 8888,
+  webhooks: 8090,
 };
 const port = (name: keyof typeof DEV_PORTS) => DEV_PORTS[name] + offset;
 
@@ -100,8 +104,16 @@ async function main(): Promise<void> {
   const demo = stack.addInstance('demo', { config: DEMO_CONFIG, gcpProject: 'sg-demo-project' });
 
   // One page with every emulator's state (secrets masked), to see what provisioning did.
-  const stateServer = http.createServer((_req, res) => {
+  let devEvents: DevEvents | null = null;
+  const stateServer = http.createServer((req, res) => {
     res.setHeader('content-type', 'application/json');
+    if (req.method === 'POST' && req.url === '/demo/complaints') {
+      // issue 13: a complaint burst at volume for the demo instance, to watch the protection ladder act.
+      const added = devEvents?.complaintBurst() ?? null;
+      res.statusCode = added === null ? 409 : 200;
+      res.end(JSON.stringify(added === null ? { error: 'enable demo first' } : { added }));
+      return;
+    }
     // Fetched now and then: a kept-alive socket would race the server's idle timeout ("other side closed").
     res.setHeader('connection', 'close');
     res.end(JSON.stringify(stack.snapshot(), null, 2));
@@ -155,6 +167,18 @@ async function main(): Promise<void> {
   await waitForLine(worker, /polling task queue/, 60_000);
   worker.stdout?.pipe(process.stdout);
 
+  // issue 13: the event receiver, registered as the emulated SparkPost's webhook, and demo traffic.
+  const temporalClient = new Client({
+    connection: await Connection.connect({ address: `127.0.0.1:${port('temporal')}` }),
+    dataConverter: dataConverterFor(codec),
+  });
+  devEvents = await startDevEvents({
+    stack,
+    temporal: temporalClient,
+    port: port('webhooks'),
+    log: (line) => process.stdout.write(`${line}\n`),
+  });
+
   const exports = [`export ${CODEC_KEYS_ENV}=${codecKeys}`];
   if (offset) exports.push(`export TEMPORAL_ADDRESS=127.0.0.1:${port('temporal')}`);
   process.stdout.write(`
@@ -178,11 +202,23 @@ Enable managed SMTP for the demo instance:
   npx smtpctl enable demo --sourcegraph-url ${demo.sourcegraphUrl} --gcp-project ${demo.gcpProject} --wait
 
 Then: npx smtpctl status demo   and   npx smtpctl disable demo --wait
+
+Why didn't the user get the email? (reads SparkPost directly, so smtpctl needs the operator key too):
+
+  export SPARKPOST_API_URL=${stack.sparkpost.url} SPARKPOST_API_KEY=${stack.operatorKey}
+  npx smtpctl why demo ${DEMO_RECIPIENTS.bounced}      (also ${DEMO_RECIPIENTS.delivered}, ${DEMO_RECIPIENTS.complained})
+  npx smtpctl suppression list demo
+
+Reputation protection (events reach ${devEvents.service.origin} as SparkPost webhook batches):
+
+  curl -s -X POST http://127.0.0.1:${port('state')}/demo/complaints   # 8 complaints in 400: demo is quarantined
+  npx smtpctl protection status demo      then   npx smtpctl protection clear demo --reason tried
 `);
 
   const stop = async () => {
     for (const c of children.reverse()) c.kill('SIGTERM');
     stateServer.close();
+    await devEvents?.close();
     await codecServer.close();
     await stack.close();
     process.exit(0);

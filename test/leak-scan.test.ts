@@ -20,6 +20,20 @@ import { findTemporalCli } from '../scripts/temporal-cli';
 import { DevServer, REPO_ROOT, WorkerProcess, type WorkerLogLine } from './helpers/chaos';
 import { checkInvariants } from './helpers/invariants';
 
+// issue 13: why, suppression and the webhook receiver handle recipient addresses
+import { SparkPostClient } from '../vendors/sparkpost';
+import { workflowIdFor } from '../lib/instance';
+import { SubaccountListResolver, WebhookService } from '../worker/webhook-service';
+import { protectionSignal } from '../workflows/protection';
+
+/** Recipients of the leaky instance: they go through why, suppression and the webhooks, and must appear nowhere. */
+const RECIPIENTS = {
+  delivered: `dana.${randomBytes(4).toString('hex')}@customer.example`,
+  bounced: `boris.${randomBytes(4).toString('hex')}@customer.example`,
+  complained: `cleo.${randomBytes(4).toString('hex')}@customer.example`,
+};
+const WEBHOOK_PASSWORD = `webhook-${randomBytes(12).toString('hex')}`;
+
 /** A secret and where it came from (the label is printed, never the value). */
 interface Secret {
   label: string;
@@ -104,7 +118,7 @@ describe('the scanner', () => {
   });
 });
 
-describe('leak scan of the whole lifecycle through the CLI and a worker process', { timeout: 300_000 }, () => {
+describe('leak scan of the whole lifecycle through the CLI and a worker process', { timeout: 600_000 }, () => {
   let stack: EmulatorStack;
   let server: DevServer;
   let worker: WorkerProcess;
@@ -136,6 +150,11 @@ describe('leak scan of the whole lifecycle through the CLI and a worker process'
             // issue 11: gdpr-delete writes the per-request secret itself; no MANAGED_SMTP_CODEC_KEYS anywhere.
             SECRET_MANAGER_EMULATOR_HOST: stack.secretManager.address,
             MANAGED_SMTP_CODEC_KEYS: '',
+            // why, suppression and webhooks install read SparkPost directly (issue 13).
+            SPARKPOST_API_KEY: stack.operatorKey,
+            SPARKPOST_API_URL: stack.sparkpost.url,
+            MANAGED_SMTP_WEBHOOKS_USER: 'sparkpost',
+            MANAGED_SMTP_WEBHOOKS_PASSWORD: WEBHOOK_PASSWORD,
           },
         },
         (err, stdout, stderr) => {
@@ -223,6 +242,85 @@ describe('leak scan of the whole lifecycle through the CLI and a worker process'
       { name: bad.name, gcpProject: bad.gcpProject, expect: 'absent' },
     ]);
     assert.equal(inv.converged, 2, JSON.stringify(inv.findings.map((f) => f.problems)));
+  });
+
+  const serviceLogs: string[] = [];
+
+  test('why, suppression and the webhook receiver handle recipients (issue 13)', async () => {
+    const status = JSON.parse((await smtpctl('status', good.name, '--json')).stdout);
+    const sub = status.subaccountId as number;
+    const connection = await Connection.connect({ address: server.address });
+    const client = new Client({ connection, namespace: 'default' });
+    const sparkpost = new SparkPostClient({ baseUrl: stack.sparkpost.url, apiKey: stack.operatorKey });
+    const service = await WebhookService.start({
+      username: 'sparkpost',
+      password: WEBHOOK_PASSWORD,
+      flushMs: 500,
+      resolver: new SubaccountListResolver(sparkpost),
+      signal: (instance, request) =>
+        client.workflow.getHandle(workflowIdFor(instance)).signal(protectionSignal, request),
+      log: (l) => serviceLogs.push(l),
+    });
+    try {
+      const installed = await smtpctl('webhooks', 'install', '--url', `${service.origin}/events`);
+      assert.equal(installed.code, 0, installed.stderr);
+      stack.sparkpost.addEvents(sub, [
+        { type: 'delivery', rcpt_to: RECIPIENTS.delivered },
+        {
+          type: 'bounce',
+          rcpt_to: RECIPIENTS.bounced,
+          bounce_class: '10',
+          reason: `550 5.1.1 <${RECIPIENTS.bounced}>: user unknown`,
+          raw_reason: `550 5.1.1 <${RECIPIENTS.bounced}>: user unknown`,
+        },
+        ...Array.from({ length: 5 }, () => ({ type: 'spam_complaint', rcpt_to: RECIPIENTS.complained })),
+      ]);
+      for (let i = 0; i < 100 && service.signals.get('result="sent"') === 0; i++) {
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      assert.ok(service.signals.get('result="sent"') > 0, 'the burst was signalled');
+      for (const r of Object.values(RECIPIENTS)) {
+        for (const json of [[], ['--json']]) {
+          const why = await smtpctl('why', good.name, r, ...json);
+          assert.equal(why.code, 0, why.stderr);
+        }
+      }
+      for (const json of [[], ['--json']])
+        assert.equal((await smtpctl('suppression', 'list', good.name, ...json)).code, 0);
+      const removed = await smtpctl('suppression', 'remove', good.name, RECIPIENTS.bounced, '--reason', 'leak scan');
+      assert.equal(removed.code, 0, removed.stderr);
+      const refused = await smtpctl(
+        'suppression',
+        'remove',
+        good.name,
+        RECIPIENTS.complained,
+        '--reason',
+        'x',
+        '--json',
+      );
+      assert.equal(refused.code, 1);
+      const forced = await smtpctl(
+        'suppression',
+        'remove',
+        good.name,
+        RECIPIENTS.complained,
+        '--reason',
+        'x',
+        '--force',
+      );
+      assert.equal(forced.code, 0, forced.stderr);
+      const notListed = await smtpctl('suppression', 'remove', good.name, RECIPIENTS.delivered, '--reason', 'x');
+      assert.equal(notListed.code, 1);
+      for (const json of [[], ['--json']])
+        assert.equal((await smtpctl('protection', 'status', good.name, ...json)).code, 0);
+      const after = JSON.parse((await smtpctl('status', good.name, '--json')).stdout);
+      assert.equal(after.suppressionAudit.length, 3, 'removed, refused, removed with --force');
+      assert.equal(after.protection.level, 'warning');
+      serviceLogs.push(await (await fetch(`${service.origin}/metrics`)).text());
+    } finally {
+      await service.close();
+      await connection.close();
+    }
   });
 
   /** issue 11: addresses that went through GDPR requests and offboarding; none may show up anywhere either. */
@@ -329,6 +427,8 @@ describe('leak scan of the whole lifecycle through the CLI and a worker process'
       ...adminTokens,
       // Not a secret, but recipient addresses stay out of histories, logs and output too.
       { label: 'test recipient address', value: stack.workerConfig().testRecipient },
+      ...Object.entries(RECIPIENTS).map(([k, v]) => ({ label: `${k} recipient address`, value: v })),
+      { label: 'webhook basic-auth password', value: WEBHOOK_PASSWORD },
       ...gdprAddresses.map((value, n) => ({ label: `GDPR recipient #${n + 1}`, value })),
     ];
 
@@ -356,6 +456,7 @@ describe('leak scan of the whole lifecycle through the CLI and a worker process'
       haystacks.push({ label: `stderr of smtpctl ${r.args.slice(0, 2).join(' ')}`, bytes: Buffer.from(r.stderr) });
     }
     assert.ok(cliRuns.length >= 10, 'the lifecycle ran through the CLI');
+    serviceLogs.forEach((l, n) => haystacks.push({ label: `webhook service output ${n + 1}`, bytes: Buffer.from(l) }));
 
     // Positive control: the live key is where it belongs, in the raw site configuration, and the scan sees it.
     const siteConfig = { label: 'raw site config', bytes: beforeOffboard.siteConfig };

@@ -570,6 +570,52 @@ export class SparkPostClient {
     });
   }
 
+  // ---------------------------------------------------------------- webhooks (issue 13)
+
+  /**
+   * Creates a webhook of the primary account (it receives every subaccount's events). SparkPost first posts a test
+   * batch to the target and fails the create unless it answers 200. The credentials are sent, never echoed.
+   */
+  async createWebhook(w: {
+    name: string;
+    target: string;
+    events: string[];
+    basicAuth?: { username: string; password: string };
+  }): Promise<{ id: string }> {
+    const spec: CallSpec = {
+      method: 'POST',
+      path: '/webhooks',
+      body: {
+        name: w.name,
+        target: w.target,
+        events: w.events,
+        ...(w.basicAuth ? { auth_type: 'basic', auth_credentials: w.basicAuth } : { auth_type: 'none' }),
+      },
+    };
+    return { id: this.str(spec, obj(this.results(spec, await this.call(spec)))?.id, 'id') };
+  }
+
+  /** The primary account's webhooks (id, name, target, events). */
+  async listWebhooks(): Promise<Array<{ id: string; name: string; target: string; events: string[] }>> {
+    const spec: CallSpec = { method: 'GET', path: '/webhooks', subaccount: 0 };
+    const results = this.results(spec, await this.call(spec));
+    if (!Array.isArray(results)) throw this.malformed(spec, 'results is not a list');
+    return results.map((raw) => {
+      const r = obj(raw);
+      return {
+        id: this.str(spec, r?.id, 'id'),
+        name: typeof r?.name === 'string' ? r.name : '',
+        target: typeof r?.target === 'string' ? r.target : '',
+        events: Array.isArray(r?.events) ? r.events.filter((e): e is string => typeof e === 'string') : [],
+      };
+    });
+  }
+
+  /** Deletes a webhook of the primary account. */
+  async deleteWebhook(id: string): Promise<void> {
+    await this.call({ method: 'DELETE', path: `/webhooks/${encodeURIComponent(id)}` });
+  }
+
   // ---------------------------------------------------------------- suppression list and message events (issue 11)
 
   /** A recipient's suppression entries in one subaccount (one per type); [] when it is not listed. */

@@ -16,7 +16,9 @@ import { ApplicationFailure, getExternalWorkflowHandle, proxyActivities } from '
 import { workflowIdFor } from '../lib/instance';
 import type { DeliverabilityAlert } from '../lib/types';
 import { describeFailure } from '../contract/failures';
+import { bounceRateOf } from '../contract/deliverability';
 import { deliverabilityAlertSignal } from '../contract/messages';
+import { protectionSignal, type ProtectionRequest } from './protection';
 
 /** Delivery figures of one subaccount (or the sum of several) over a window. */
 export interface DeliverabilityFigures {
@@ -48,12 +50,16 @@ export interface FleetDeliverabilityInput {
   to?: string;
   /** Also measure the plan's month-to-date usage (one more metrics call). Default true. */
   plan?: boolean;
+  /** Also read spam complaints (rows get `complaints`), for reputation protection. Default false. */
+  complaints?: boolean;
 }
 
 /** One instance in the fleet figures: a non-terminated subaccount, named like the instance. */
 export interface FleetRow extends DeliverabilityFigures {
   instance: string;
   subaccountId: number;
+  /** Spam complaints (`count_spam_complaint`), when asked for. */
+  complaints?: number;
 }
 
 /** How much of the plan's monthly allowance of accepted messages the whole account has used this month. */
@@ -104,6 +110,8 @@ export interface DeliverabilityActivities {
   flaggedInstances(input?: { confirm?: string[] }): Promise<string[]>;
   /** Posts one message; a non-2xx answer is a retryable failure whose message never holds the URL. */
   postAlertWebhook(input: AlertWebhookInput): Promise<void>;
+  /** Instances whose running entity is on a protection rung above ok (visibility; lib/protection.ts). */
+  protectedInstances(): Promise<string[]>;
 }
 
 /** SparkPost reads (bounded: a caller is waiting or the next scheduled run will try again). */
@@ -117,15 +125,7 @@ const webhook = proxyActivities<DeliverabilityActivities>({
   retry: { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '20s', maximumAttempts: 5 },
 });
 
-/**
- * The bounce rate used everywhere. SparkPost's own is bounces / targeted, but a bounce arrives after its injection,
- * so near a window's start bounces can outnumber the injections counted: the denominator never drops below what the
- * window saw accepted or bounced.
- */
-export function bounceRateOf(f: { bounces: number; accepted: number; targeted: number }): number {
-  const denominator = Math.max(f.targeted, f.accepted + f.bounces);
-  return denominator > 0 ? f.bounces / denominator : 0;
-}
+export { bounceRateOf };
 
 /** Input of deliverabilityStatsWorkflow: one instance (with its subaccount id) or, without one, the fleet. */
 export interface DeliverabilityStatsInput {
@@ -281,7 +281,7 @@ export async function bounceAlertWorkflow(input: BounceAlertInput): Promise<Boun
   const hasWebhook = Boolean(input.webhookUrl || input.webhookSecret);
   const target = { url: input.webhookUrl, secret: input.webhookSecret };
 
-  const fleet = await reads.fleetDeliverability({ from, plan: false });
+  const fleet = await reads.fleetDeliverability({ from, plan: false, complaints: true });
   const byInstance = new Map(fleet.rows.map((r) => [r.instance, r]));
   const crossing = fleet.rows
     .filter((r) => r.accepted >= input.minAccepted && r.bounceRate >= input.thresholdRate)
@@ -357,7 +357,57 @@ export async function bounceAlertWorkflow(input: BounceAlertInput): Promise<Boun
       }
     }
   }
+  await observeForProtection(fleet.rows, input, at, from, summary);
   return summary;
+}
+
+/**
+ * Reputation protection (issue 13): the polled figures feed each instance's ladder as a `metrics` observation
+ * (counts only). Sent to instances with hard bounces or complaints in the window, and to those already on a rung,
+ * whose quiet figures let them recover; quiet instances on no rung get nothing.
+ */
+async function observeForProtection(
+  rows: FleetRow[],
+  input: BounceAlertInput,
+  at: string,
+  from: string,
+  summary: BounceAlertSummary,
+): Promise<void> {
+  const onRung = new Set(await reads.protectedInstances());
+  const target = input.webhookSecret
+    ? { secret: input.webhookSecret }
+    : input.webhookUrl
+      ? { url: input.webhookUrl }
+      : null;
+  for (const r of rows) {
+    const complaints = r.complaints ?? 0;
+    if (!onRung.has(r.instance) && r.hardBounces === 0 && complaints === 0) continue;
+    // Already reported as having no workflow to signal: once is enough.
+    if (summary.skipped.some((x) => x.instance === r.instance)) continue;
+    const request: ProtectionRequest = {
+      requestId: `metrics-${r.instance}-${at}`,
+      input: {
+        kind: 'observe',
+        observation: {
+          source: 'metrics',
+          at,
+          from,
+          sent: Math.max(r.targeted, r.accepted + r.bounces),
+          hardBounces: r.hardBounces,
+          complaints,
+        },
+      },
+      ...(target ? { alertWebhook: target } : {}),
+    };
+    try {
+      await getExternalWorkflowHandle(workflowIdFor(r.instance)).signal(protectionSignal, request);
+    } catch (err) {
+      summary.skipped.push({
+        instance: r.instance,
+        reason: `could not send its protection figures: ${describeFailure(err)}`,
+      });
+    }
+  }
 }
 
 /** A Slack message: the text, and the same as one mrkdwn section. */

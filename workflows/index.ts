@@ -8,6 +8,8 @@ export * from './gdpr';
 export * from './offboard';
 export * from './deliverability';
 export * from './domains';
+export * from './protection';
+export * from './suppression';
 export * from '../contract/messages';
 export { describeFailure } from '../contract/failures';
 export type { QueuedRequest } from '../contract/types';

@@ -10,6 +10,7 @@ import http from 'node:http';
 import { Faults, type FaultConfig } from '../../lib/faults';
 import type { AddressInfo } from 'node:net';
 import { listen } from '../../lib/listen';
+import { WebhookDispatcher, type WebhookDispatcherOptions } from './webhooks';
 
 /** A subaccount's own status. */
 export type SubaccountStatus = 'active' | 'suspended' | 'terminated';
@@ -23,6 +24,8 @@ export interface SparkPostEmulatorOptions {
   faults?: Partial<FaultConfig>;
   /** Domains owned by the primary, shared with subaccounts and verified. Default `['cloud.sourcegraph.com']`. */
   sharedSendingDomains?: string[];
+  /** Webhook batching and retry timing (emulators/sparkpost/webhooks.ts; issue 13). */
+  webhooks?: WebhookDispatcherOptions;
 }
 
 /** A subaccount as stored. */
@@ -223,6 +226,8 @@ interface Reply {
   status: number;
   body?: unknown;
   headers?: Record<string, string>;
+  /** The asynchronous rest of a request that was valid so far (a webhook create waits for its test batch). */
+  later?: () => Promise<Reply>;
 }
 
 /** Who is calling: the primary account (operator key or a primary key) or one subaccount's key. */
@@ -370,6 +375,8 @@ export class SparkPostEmulator {
   readonly origin: string;
   /** Fault knobs (admin routes are never faulted). */
   readonly faults: Faults;
+  /** Webhooks and their batch deliveries (issue 13). */
+  readonly webhooks: WebhookDispatcher;
   /** In-memory state. */
   readonly state: SparkPostState = {
     subaccounts: [],
@@ -405,6 +412,7 @@ export class SparkPostEmulator {
     this.url = `${this.origin}/api/v1`;
     this.operatorKey = opts.operatorKey;
     this.faults = new Faults(opts.faults);
+    this.webhooks = new WebhookDispatcher(opts.webhooks);
     for (const d of opts.sharedSendingDomains ?? ['cloud.sourcegraph.com']) {
       this.state.sendingDomains.push({
         domain: d.toLowerCase(),
@@ -439,6 +447,7 @@ export class SparkPostEmulator {
 
   /** Stops listening and drops open connections. */
   async close(): Promise<void> {
+    this.webhooks.close();
     await new Promise<void>((resolve) => {
       this.server.close(() => resolve());
       this.server.closeAllConnections();
@@ -499,6 +508,7 @@ export class SparkPostEmulator {
         });
       }
     }
+    this.publishEvents(this.state.events.slice(-2 * msg.to.length));
   }
 
   /** Drift simulation: changes a subaccount's status (and SparkPost's compliance verdict) behind our back. */
@@ -537,8 +547,43 @@ export class SparkPostEmulator {
       }
       this.state.events.push(rec);
       this.autoSuppress(rec);
+      this.publishEvents([rec]);
     }
   }
+
+  // ---------------------------------------------------------------- webhooks (issue 13)
+
+  /** Hands new events to the webhooks, in SparkPost's JSON shape. */
+  private publishEvents(added: MessageEventRecord[]): void {
+    if (added.length && this.webhooks.webhooks.length) {
+      this.webhooks.publish(added.map((e) => ({ raw: e, json: this.eventJson(e) })));
+    }
+  }
+
+  /** `/webhooks` routes; a create answers only once the target took the test batch. */
+  private webhooksRoute(ctx: Ctx, id: string | undefined, sub: string | undefined): Reply {
+    if (sub !== undefined) throw notFound();
+    if (ctx.method === 'GET') this.need(ctx, 'webhooks/view', 'webhooks/modify');
+    else this.need(ctx, 'webhooks/modify');
+    const owner = ctx.scope.all ? null : ctx.scope.id === 0 ? null : ctx.scope.id;
+    const visible = this.webhooks.visible(owner, ctx.scope.all || owner === null);
+    if (id === undefined) {
+      if (ctx.method === 'GET') return { status: 200, body: { results: visible.map((w) => this.webhooks.json(w)) } };
+      if (ctx.method !== 'POST') throw err(405, 'Method Not Allowed');
+      const prepared = this.webhooks.prepareCreate(owner, ctx.body);
+      if (typeof prepared !== 'function') return prepared;
+      return { status: 202, later: prepared };
+    }
+    const w = visible.find((x) => x.id === id);
+    if (!w) throw notFound();
+    if (ctx.method === 'GET') return { status: 200, body: { results: this.webhooks.json(w) } };
+    if (ctx.method === 'DELETE') {
+      this.webhooks.remove(w.id);
+      return { status: 204 };
+    }
+    throw err(405, 'Method Not Allowed');
+  }
+  // ---------------------------------------------------------------- end of webhooks
 
   // ---------------------------------------------------------------- suppression list and data privacy helpers (issue 11)
 
@@ -656,6 +701,8 @@ export class SparkPostEmulator {
         messages: this.state.messages,
         events: this.state.events,
         suppressions: this.state.suppressions,
+        webhooks: this.webhooks.webhooks.map((w) => this.webhooks.json(w)),
+        webhookDeliveries: this.webhooks.deliveries,
         faults: { config: this.faults.current(), injected: this.faults.injected },
       }),
     ) as object;
@@ -710,7 +757,8 @@ export class SparkPostEmulator {
       // SparkPost documents no Retry-After header: none is sent.
       return send(res, { status: 429, body: { errors: [{ message: 'Too many requests' }] } });
     }
-    const reply = this.api(req, method, path, url.searchParams, raw);
+    let reply = this.api(req, method, path, url.searchParams, raw);
+    if (reply.later) reply = await reply.later();
     if (decision === 'drop') {
       // Applied, but the answer is lost on the way.
       req.socket.destroy();
@@ -774,6 +822,11 @@ export class SparkPostEmulator {
           })),
         );
         return { status: 200, body: { added: events.length } };
+      }
+      if (path === '/__emulator/webhooks/redeliver' && method === 'POST') {
+        // SparkPost resends a batch whose 200 it did not see: the same batch id and events again (issue 13).
+        void this.webhooks.redeliverLast();
+        return { status: 202, body: { redelivering: true } };
       }
       m = /^\/__emulator\/subaccounts\/(\d+)\/suppressions$/.exec(path);
       if (m && method === 'POST') {
@@ -950,6 +1003,8 @@ export class SparkPostEmulator {
         if (m === 'PUT') return this.updateSendingDomain(ctx, id);
         if (m === 'DELETE') return this.deleteSendingDomain(ctx, id);
         return bad();
+      case 'webhooks':
+        return this.webhooksRoute(ctx, id, sub);
       case 'ip-pools':
         if (m === 'GET') this.need(ctx, 'ip_pools/manage', 'ip_pools/view');
         else this.need(ctx, 'ip_pools/manage');

@@ -9,6 +9,7 @@ import { describeFailure } from '../../contract/failures';
 import type { QueuedRequest } from '../../contract/types';
 import type { CheckResult, Finding } from '../../lib/types';
 import { CHECK } from '../policies';
+import { protectedIpPool, suspendedByProtection } from '../protection';
 import type { Entity } from './entity';
 
 const checking = proxyActivities<Activities>(CHECK);
@@ -29,7 +30,8 @@ export async function check(e: Entity, req: { requestId: string; enforce: boolea
       subaccountId: s.subaccountId,
       keyId: s.keyId,
       sendingDomain: s.sendingDomain ? { domain: s.sendingDomain.domain, state: s.sendingDomain.state } : null,
-      ...(s.ipPool !== undefined ? { ipPool: s.ipPool } : {}),
+      // A quarantined subaccount is expected in the quarantine pool.
+      ...protectedIpPool(s),
     });
   } catch (err) {
     const message = isCancellation(err) ? 'cancelled by a disable request' : describeFailure(err);
@@ -41,7 +43,8 @@ export async function check(e: Entity, req: { requestId: string; enforce: boolea
   }
   const problems = findings.filter((f) => !f.ok);
   let repairRequestId: string | null = null;
-  if (req.enforce && problems.some((f) => f.repairable)) {
+  // A repair would reactivate a subaccount the reputation ladder suspended.
+  if (req.enforce && problems.some((f) => f.repairable) && !suspendedByProtection(s)) {
     // What the operator asked last decides the repair: an active instance is re-enabled, a disabled one re-disabled,
     // a failed one goes back to the operator's last word (a failed rotation re-enables; a failed disable re-disables).
     const action =

@@ -1,5 +1,6 @@
 /** The Web UI's current details of an instance: where it is, in words. Pure. */
 import type { InstanceStatus, Step } from '../../lib/types';
+import { describeProtection } from '../../lib/protection';
 import { domainWorkflowIdFor } from '../domains';
 
 /** Each step in words. */
@@ -75,6 +76,7 @@ export function detailsOf(s: InstanceStatus, operation: string | null): string {
     const a = s.deliverabilityAlert;
     lines.push(`bounce alert: ${(a.bounceRate * 100).toFixed(1)}% of ${a.accepted} accepted since ${a.from}`);
   }
+  if (s.protection && s.protection.level !== 'ok') lines.push(describeProtection(s.protection));
   for (const w of s.warnings) lines.push(`warning: ${w}`);
   return lines.join('\n\n');
 }

@@ -9,7 +9,8 @@ import type { Activities } from '../../activities';
 import { describeFailure } from '../../contract/failures';
 import type { DisableRequest } from '../../lib/types';
 import { COMPENSATION, DISABLE_SPARKPOST, RESTORE } from '../policies';
-import type { Entity } from './entity';
+import { resetProtectionForDisable } from '../protection';
+import { protectionHost, type Entity } from './entity';
 import { runUndo, siteOf, type UndoStep } from './shared';
 
 const compensating = proxyActivities<Activities>(COMPENSATION);
@@ -71,6 +72,12 @@ export async function disable(e: Entity, request: DisableRequest): Promise<void>
     });
   }
   const problems = await runUndo(e, steps, 'disabling');
+  // After SparkPost is disabled (the 60 s promise): lift a quarantine and reset the reputation ladder, one alert.
+  try {
+    await resetProtectionForDisable(protectionHost(e), request.reason ?? '');
+  } catch (err) {
+    problems.push(`reset reputation protection: ${describeFailure(err)}`);
+  }
   let restored = true;
   if (spec && s.previousSettings) {
     restored = await restoreSite(e);

@@ -9,6 +9,7 @@ import { CUSTOMER_OWNED, describeFailure, isFailureType } from '../../contract/f
 import { hasRedactedSecret, type EmailSettings } from '../../lib/site-config';
 import type { EnableRequest, EnableSpec, InstanceStatus, Step } from '../../lib/types';
 import { COMPENSATION, DISABLE_SPARKPOST, PROVISIONING, RESTORE } from '../policies';
+import { protectedIpPool } from '../protection';
 import type { Entity } from './entity';
 import { runUndo, senderDomainArg, siteOf, testEmail, type UndoStep } from './shared';
 
@@ -116,7 +117,7 @@ export async function enable(e: Entity, request: EnableRequest): Promise<void> {
       instance,
       knownId: s.subaccountId ?? existing?.id ?? null,
       ...(terminate ? { absentAtStart: true } : {}),
-      ...(s.ipPool !== undefined ? { ipPool: s.ipPool } : {}),
+      ...protectedIpPool(s), // keeps a quarantine in place
     });
     s.subaccountId = sub.id;
     if (sub.complianceStatus !== 'active') {

@@ -6,6 +6,8 @@ import { CancellationScope, setCurrentDetails, upsertSearchAttributes, workflowI
 import { BOUNCE_ALERT_KEY, INSTANCE_KEY, STATE_KEY, STEP_KEY, STUCK_KEY } from '../../lib/search-attributes';
 import type { CheckResult, InstanceState, InstanceStatus, RequestRecord, Step, StuckReport } from '../../lib/types';
 import type { QueuedRequest, RejectedMessage, RequestOutcome } from '../../contract/types';
+import { describeFailure } from '../../contract/failures';
+import type { ProtectionHost } from '../protection';
 import { detailsOf } from './details';
 
 /** How many requests the status keeps. */
@@ -57,6 +59,11 @@ export function emptyStatus(instance: string): InstanceStatus {
     generation: 0,
     rejected: [],
   };
+}
+
+/** What the reputation protection runner (workflows/protection.ts) may touch. */
+export function protectionHost(e: Entity): ProtectionHost {
+  return { status: e.status, refresh: () => e.refreshDetails(), describe: describeFailure };
 }
 
 /** One instance's entity: its status, its queue and what is running now. */
@@ -184,6 +191,7 @@ export class Entity {
       const keep = q.kind === 'disable' || (q.kind === 'sending-domain' && q.request.action === 'remove');
       if (keep) continue;
       this.queue.splice(i, 1);
+      if (q.kind === 'protection') continue; // a reading: disable resets the ladder anyway
       this.finish(q.request.requestId, 'superseded by disable', q.kind);
       if (q.kind === 'check') this.results.set(q.request.requestId, this.supersededCheck());
       else if (q.kind === 'sending-domain') this.results.set(q.request.requestId, new Error('superseded by disable'));

@@ -26,8 +26,11 @@ import type {
   SendingDomainAccepted,
   SendingDomainRequest,
   StuckReport,
+  SuppressionAuditRecord,
 } from '../../lib/types';
 import type { SendingDomainEvent } from '../domains';
+import { protectionRequestProblem, type ProtectionRequest } from '../protection';
+import { recordSuppressionAudit, suppressionAuditProblem } from '../suppression';
 import { specChangeProblem } from './enable';
 import { MAX_AUDIT_RECORDS, type Entity } from './entity';
 
@@ -155,6 +158,36 @@ export class Handlers {
       return e.reject('sendingDomainEvent', payload, 'unknown event');
     }
     e.refreshDetails();
+  }
+
+  /** A protection reading or clear (from the bounce-alert poll or the webhook receiver): queued, the loop decides. */
+  onProtection(payload: unknown): void {
+    const req = payload as ProtectionRequest;
+    const problem = payload && typeof payload === 'object' ? protectionRequestProblem(req) : 'missing payload';
+    if (problem) return this.e.reject('protection', payload, problem);
+    this.e.queue.push({ kind: 'protection', request: req });
+  }
+
+  validateProtection(payload: unknown): void {
+    if (this.refusal) throw new Error(this.refusal);
+    const problem =
+      payload && typeof payload === 'object'
+        ? protectionRequestProblem(payload as ProtectionRequest)
+        : 'missing payload';
+    if (problem) throw new Error(problem);
+  }
+
+  onProtectionUpdate(payload: ProtectionRequest): { requestId: string } {
+    this.e.queue.push({ kind: 'protection', request: payload });
+    return { requestId: payload.requestId };
+  }
+
+  /** A suppression-list removal's audit record (counts and hashes, never an address). */
+  onSuppressionAudit(payload: unknown): void {
+    const r = payload as SuppressionAuditRecord;
+    const problem = payload && typeof payload === 'object' ? suppressionAuditProblem(r) : 'missing payload';
+    if (problem) return this.e.reject('suppressionAudit', payload, problem);
+    recordSuppressionAudit(this.e.status, r);
   }
 
   validateRotate(payload: unknown): void {

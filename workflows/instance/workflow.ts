@@ -30,10 +30,12 @@ import {
 import type { QueuedRequest } from '../../contract/types';
 import { instanceFromWorkflowId } from '../../lib/instance';
 import { sendingDomainEventSignal } from '../domains';
+import { protectionRequestUpdate, protectionSignal, runProtectionRequest } from '../protection';
+import { suppressionAuditSignal } from '../suppression';
 import { check, repairDropReason } from './check';
 import { disable, restoreSite } from './disable';
 import { enable } from './enable';
-import { Entity, type ManagedSmtpInput } from './entity';
+import { Entity, protectionHost, type ManagedSmtpInput } from './entity';
 import { Handlers } from './handlers';
 import { setIpPool } from './ip-pool';
 import { rotate } from './rotate';
@@ -56,6 +58,8 @@ async function dispatch(e: Entity, next: QueuedRequest): Promise<void> {
       return setIpPool(e, next.request);
     case 'check':
       return check(e, next.request);
+    case 'protection':
+      return runProtectionRequest(protectionHost(e), next.request);
     case 'repair': {
       const spec = e.status.spec;
       const { requestId, action } = next.request;
@@ -90,7 +94,8 @@ async function runOne(e: Entity, next: QueuedRequest): Promise<void> {
   if (next.kind === 'check' && !e.results.has(id)) {
     e.results.set(id, new Error(outcome ?? 'the check did not run'));
   }
-  if (e.keepOpen.delete(id)) return;
+  // Protection readings arrive every few seconds: they would crowd out the request records (the ladder keeps its own).
+  if (e.keepOpen.delete(id) || next.kind === 'protection') return;
   e.finish(id, outcome, next.kind);
 }
 
@@ -119,6 +124,9 @@ export async function managedSmtpWorkflow(input: ManagedSmtpInput): Promise<void
   setHandler(gdprAuditSignal, (p) => h.safely('gdprAudit', p, () => h.onGdprAudit(p)));
   setHandler(stuckSignal, (p) => h.safely('stuck', p, () => h.onStuck(p)));
   setHandler(sendingDomainEventSignal, (p) => h.safely('sendingDomainEvent', p, () => h.onDomainEvent(p)));
+  setHandler(protectionSignal, (p) => h.safely('protection', p, () => h.onProtection(p)));
+  setHandler(suppressionAuditSignal, (p) => h.safely('suppressionAudit', p, () => h.onSuppressionAudit(p)));
+  setHandler(protectionRequestUpdate, (p) => h.onProtectionUpdate(p), { validator: (p) => h.validateProtection(p) });
   setHandler(rotateKeyUpdate, (p) => h.onRotate(p), { validator: (p) => h.validateRotate(p) });
   setHandler(ipPoolUpdate, (p) => h.onIpPool(p), { validator: (p) => h.validateIpPool(p) });
   setHandler(checkUpdate, (p) => h.onCheck(p), { validator: (p) => h.validateCheck(p) });
