@@ -50,6 +50,11 @@ export interface EnableSpec {
   senderName?: string;
   /** Replace the instance's own SMTP settings. */
   force: boolean;
+  /**
+   * The instance's egress IPv4 addresses or CIDR blocks, when known: the send key is limited to them (SparkPost
+   * `valid_ips`). Absent: managed-smtp leaves the key's limit alone; empty: any address.
+   */
+  egressIps?: string[];
 }
 
 /** The enable signal's payload. */

@@ -581,7 +581,12 @@ class Instance {
 
   private site(): SiteRef {
     const spec = this.status.spec!;
-    return { sourcegraphUrl: spec.sourcegraphUrl, adminTokenSecret: spec.adminTokenSecret };
+    // gcpProject: the activity refuses an admin token outside the instance's own project (issue 10).
+    return {
+      sourcegraphUrl: spec.sourcegraphUrl,
+      adminTokenSecret: spec.adminTokenSecret,
+      gcpProject: spec.gcpProject,
+    };
   }
 
   /** Runs undo steps in order; a step that fails does not stop the others. Returns what could not be undone. */
@@ -669,7 +674,10 @@ class Instance {
         if (!wasActive) {
           undo.unshift(
             { step: 'revoke-send-key', run: () => compensating.revokeSendKeys({ subaccountId: sub.id }) },
-            { step: 'delete-secret', run: () => compensating.deleteSendKeySecret({ gcpProject: spec.gcpProject }) },
+            {
+              step: 'delete-secret',
+              run: () => compensating.deleteSendKeySecret({ gcpProject: spec.gcpProject, instance }),
+            },
           );
         }
         const key = await provisioning.ensureSendKey({
@@ -677,6 +685,7 @@ class Instance {
           gcpProject: spec.gcpProject,
           subaccountId: sub.id,
           ...(terminate ? { freshSubaccount: true } : {}),
+          ...(spec.egressIps !== undefined ? { egressIps: spec.egressIps } : {}),
         });
         this.status.keyId = key.keyId;
         this.status.secretVersion = key.secretVersion;
@@ -755,7 +764,10 @@ class Instance {
     let fresh: { keyId: string; secretVersion: string } | null = null;
     try {
       this.setState('active', 'mint-new-key');
-      fresh = await provisioning.mintSendKey(base);
+      fresh = await provisioning.mintSendKey({
+        ...base,
+        ...(spec.egressIps !== undefined ? { egressIps: spec.egressIps } : {}),
+      });
       this.setState('active', 'patch-site-config');
       await provisioning.applyKeyToSiteConfig({
         ...site,
@@ -1045,7 +1057,7 @@ class Instance {
     if (spec) {
       steps.push({
         step: 'delete-secret',
-        run: () => compensating.deleteSendKeySecret({ gcpProject: spec.gcpProject }),
+        run: () => compensating.deleteSendKeySecret({ gcpProject: spec.gcpProject, instance }),
       });
     }
     if (subaccountId !== null) {
