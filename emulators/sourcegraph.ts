@@ -488,7 +488,17 @@ async function hostileReply(req: http.IncomingMessage, res: http.ServerResponse,
     const total = mode.bytes ?? 300 * 1024 * 1024;
     res.write('{"data":{"x":"');
     for (let sent = 0; sent < total && !gone; sent += chunk.length) {
-      if (!res.write(chunk)) await new Promise<void>((r) => (res.once('drain', r), res.once('close', r)));
+      if (!res.write(chunk)) {
+        await new Promise<void>((resolve) => {
+          const done = () => {
+            res.off('drain', done);
+            res.off('close', done);
+            resolve();
+          };
+          res.once('drain', done);
+          res.once('close', done);
+        });
+      }
     }
   } else if (mode.kind === 'slow-drip') {
     const interval = mode.intervalMs ?? 500;
