@@ -37,6 +37,7 @@ import {
 } from '@temporalio/workflow';
 import type { Activities, SiteRef } from '../activities';
 import { instanceNameProblem } from '../lib/instance';
+import { adminTokenSecretProblem, egressIpsProblem, parseUrlParts } from '../lib/allow-list';
 import { BOUNCE_ALERT_KEY, INSTANCE_KEY, STATE_KEY, STEP_KEY, STUCK_KEY } from '../lib/search-attributes';
 import { hasRedactedSecret, type EmailSettings } from '../lib/site-config';
 import type {
@@ -196,7 +197,14 @@ function specProblem(spec: EnableSpec | undefined): string | null {
   for (const field of ['sourcegraphUrl', 'gcpProject', 'adminTokenSecret'] as const) {
     if (typeof spec[field] !== 'string' || spec[field].length === 0) return `${field} must be a non-empty string`;
   }
-  return null;
+  // Issue 10: the admin token only from the instance's own project; the URL's shape (the allow-list itself, which
+  // needs the worker's MANAGED_SMTP_SOURCEGRAPH_URLS and DNS, is checked by the activity before any request).
+  const url = parseUrlParts(spec.sourcegraphUrl);
+  if (url.problem) return `sourcegraphUrl is refused: ${url.problem}`;
+  return (
+    adminTokenSecretProblem(spec.adminTokenSecret, spec.gcpProject) ??
+    (spec.egressIps === undefined ? null : egressIpsProblem(spec.egressIps))
+  );
 }
 
 /** The entity: state, the request queue, and the one method that changes state (with search attributes). */
