@@ -6,6 +6,7 @@
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { VendorError } from '../lib/errors';
+import { sanitizeText } from '../lib/sanitize';
 
 /** ApplicationFailure type of a failed test email (retryable: replicas pick up new settings within ~5 s). */
 export const TEST_EMAIL_FAILED = 'TestEmailFailed';
@@ -42,9 +43,11 @@ export function rateLimitDelayMs(err: VendorError, attempt: number): number {
 /** Maps an error thrown inside an activity to what the activity should throw. */
 export function toFailure(err: unknown): unknown {
   if (!(err instanceof VendorError)) return err;
-  if (!err.retryable) return ApplicationFailure.nonRetryable(err.message, err.type);
+  // Vendor text (an instance's error body above all) reaches history and the status: bounded, no control characters.
+  const message = sanitizeText(err.message);
+  if (!err.retryable) return ApplicationFailure.nonRetryable(message, err.type);
   return ApplicationFailure.create({
-    message: err.message,
+    message,
     type: err.type,
     nextRetryDelay: err.kind === 'rate-limited' ? rateLimitDelayMs(err, currentAttempt()) : undefined,
   });

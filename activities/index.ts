@@ -8,11 +8,15 @@
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { isVendorError } from '../lib/errors';
+import { parseUrlPatterns, type UrlPattern } from '../lib/allow-list';
+import { sanitizeText } from '../lib/sanitize';
+import { TargetGuard, type Resolver } from '../lib/target-guard';
 import {
   SEND_KEY_GRANTS,
   SEND_KEY_LABEL,
   SEND_KEY_SECRET_ID,
   hasSendKeyGrants,
+  instanceFromWorkflowId,
   sendKeySecretLabels,
   sendKeySecretName,
 } from '../lib/instance';
@@ -31,7 +35,7 @@ import type { SourcegraphClientOptions } from '../vendors/sourcegraph';
 import type { SparkPostClient, Subaccount } from '../vendors/sparkpost';
 import type { Client } from '@temporalio/client';
 import { TEST_EMAIL_FAILED, siteConfigUnusable, withFailureMapping } from './failures';
-import { createKeyHousekeeping } from './send-keys';
+import { createKeyHousekeeping, refuseForeignSendKeySecret, sendKeySecretOwner } from './send-keys';
 import { createOperationActivities } from './operations';
 import { createGdprActivities } from './gdpr';
 import { createOffboardActivities } from './offboard';
@@ -62,6 +66,7 @@ export type SparkPostApi = Pick<
   | 'updateSubaccount'
   | 'createApiKey'
   | 'listApiKeys'
+  | 'updateApiKeyValidIps'
   | 'deleteApiKey'
   | 'createRtbfRequest'
   | 'createOptOutRequest'
@@ -92,6 +97,7 @@ export type SecretsApi = Pick<
   | 'deleteSecret'
   // issue 11: offboarding deletes every secret managed-smtp made for the instance
   | 'listSecrets'
+  | 'getSecretLabels'
 >;
 
 /** Settings from the worker's environment that shape what gets provisioned. */
@@ -116,6 +122,10 @@ export interface ActivityDeps {
   temporal?: Client;
   /** Keys that open sealed GDPR recipient lists (MANAGED_SMTP_CODEC_KEYS); null/absent = none. */
   sealingKeys?: readonly CodecKey[] | null;
+  /** Where admin tokens may be sent (MANAGED_SMTP_SOURCEGRAPH_URLS); absent = the production default. */
+  sourcegraphUrls?: readonly UrlPattern[];
+  /** DNS for the target check (tests inject one); absent = the system resolver. */
+  resolver?: Resolver;
 }
 
 /** What inspectSiteConfig found. */
@@ -148,12 +158,27 @@ export interface SendKeyRef {
   revokedOrphans: number;
 }
 
+/** The instance whose workflow called the running activity, or null outside one. */
+function callingInstance(): string | null {
+  try {
+    const id = Context.current().info.workflowExecution?.workflowId;
+    return id ? instanceFromWorkflowId(id) : null;
+  } catch {
+    return null;
+  }
+}
+
 function activityAttempt(): number {
   try {
     return Context.current().info.attempt;
   } catch {
     return 1; // outside an activity
   }
+}
+
+/** Whether two valid_ips lists hold the same entries (order does not matter). */
+export function sameIps(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && [...a].sort().join(',') === [...b].sort().join(',');
 }
 
 /** Builds the activities from injected clients. */
@@ -167,7 +192,8 @@ export function createActivities(rawDeps: ActivityDeps) {
   };
   const { sparkpost, secrets, settings } = deps;
 
-  const access: SiteAccess = createSiteAccess(secrets, deps.sourcegraph, settings);
+  const guard = new TargetGuard(rawDeps.sourcegraphUrls ?? parseUrlPatterns(undefined), rawDeps.resolver);
+  const access: SiteAccess = createSiteAccess(secrets, deps.sourcegraph, settings, guard);
   const sourcegraphFor = access.sourcegraphFor;
 
   async function liveSubaccountByName(instance: string): Promise<Subaccount | null> {
@@ -177,6 +203,21 @@ export function createActivities(rawDeps: ActivityDeps) {
   }
 
   const housekeeping = createKeyHousekeeping(sparkpost, secrets);
+
+  /** Sets the kept key's valid_ips to `egressIps` when they differ (absent: the key's limit is left alone). */
+  async function syncValidIps(
+    subaccountId: number,
+    keyId: string,
+    egressIps: string[] | undefined,
+    listed: readonly { id: string; validIps?: string[] }[],
+  ): Promise<void> {
+    if (egressIps === undefined) return;
+    const known =
+      listed.find((k) => k.id === keyId) ?? (await sparkpost.listApiKeys(subaccountId)).find((k) => k.id === keyId);
+    if (!known || !sameIps(known.validIps ?? [], egressIps)) {
+      await sparkpost.updateApiKeyValidIps(subaccountId, keyId, egressIps);
+    }
+  }
 
   const activities = {
     /**
@@ -265,7 +306,10 @@ export function createActivities(rawDeps: ActivityDeps) {
       subaccountId: number;
       /** The subaccount was created by this enable: it can hold no key but ones this activity minted. */
       freshSubaccount?: boolean;
+      /** Limit the key to these addresses (EnableSpec.egressIps); absent leaves the key's limit alone. */
+      egressIps?: string[];
     }): Promise<SendKeyRef> {
+      await refuseForeignSendKeySecret(secrets, input.instance, input.gcpProject);
       const secretName = sendKeySecretName(input.gcpProject);
       const { created } = await secrets.ensureSecret(
         input.gcpProject,
@@ -289,11 +333,17 @@ export function createActivities(rawDeps: ActivityDeps) {
         if (matching.length === 1) keep = { keyId: matching[0].id, secretVersion: latest.name };
       }
       if (!keep) {
-        const created = await sparkpost.createApiKey(input.subaccountId, SEND_KEY_LABEL, [...SEND_KEY_GRANTS]);
+        const created = await sparkpost.createApiKey(
+          input.subaccountId,
+          SEND_KEY_LABEL,
+          [...SEND_KEY_GRANTS],
+          input.egressIps ?? [],
+        );
         const secretVersion = await secrets.addVersion(secretName, created.key);
         keep = { keyId: created.id, secretVersion };
         minted = true;
       }
+      if (!minted) await syncValidIps(input.subaccountId, keep.keyId, input.egressIps, keys);
       const revokedOrphans = await housekeeping.revokeSendKeys(input.subaccountId, { except: keep.keyId, keys });
       if (!created) await housekeeping.destroyEnabledVersions(secretName, keep.secretVersion);
       return { ...keep, minted, revokedOrphans };
@@ -332,7 +382,7 @@ export function createActivities(rawDeps: ActivityDeps) {
       const sg = await sourcegraphFor(site);
       const result = await sg.sendTestEmail(settings.testRecipient);
       // Sourcegraph echoes the recipient ("Sent test email to \"...\""); recipient addresses stay out of histories.
-      const message = result.message.split(settings.testRecipient).join('<test recipient>');
+      const message = sanitizeText(result.message.split(settings.testRecipient).join('<test recipient>'));
       if (!result.ok) {
         throw ApplicationFailure.create({ message, type: TEST_EMAIL_FAILED });
       }
@@ -380,9 +430,21 @@ export function createActivities(rawDeps: ActivityDeps) {
       }
     },
 
-    /** Destroys every version of the send-key secret and deletes it. Missing is fine. */
-    async deleteSendKeySecret(input: { gcpProject: string }): Promise<{ destroyedVersions: number; deleted: boolean }> {
+    /**
+     * Destroys every version of the send-key secret and deletes it. Missing is fine, and so is a secret another
+     * instance owns: it is left alone (`foreign`). The instance is `input.instance`, else the calling workflow's.
+     */
+    async deleteSendKeySecret(input: {
+      gcpProject: string;
+      instance?: string;
+    }): Promise<{ destroyedVersions: number; deleted: boolean; foreign?: boolean }> {
       const secretName = sendKeySecretName(input.gcpProject);
+      const instance = input.instance ?? callingInstance();
+      if (instance === null || (await sendKeySecretOwner(secrets, instance, input.gcpProject)) !== 'own') {
+        // Absent is fine (nothing to delete); not ours is never touched.
+        const absent = instance !== null && (await secrets.getSecretLabels(secretName)) === null;
+        return { destroyedVersions: 0, deleted: false, ...(absent ? {} : { foreign: true }) };
+      }
       let destroyedVersions = 0;
       for (const v of await secrets.listVersions(secretName)) {
         if (v.state === 'DESTROYED') continue;

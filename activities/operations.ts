@@ -17,7 +17,7 @@ import { CUSTOMER_OWNED } from './failures';
 import type { EnableSpec, Finding, InstanceState, SendingDomainState } from '../lib/types';
 import type { ActivityDeps, SiteRef } from './index';
 import type { SiteAccess } from './site-access';
-import { createKeyHousekeeping } from './send-keys';
+import { createKeyHousekeeping, refuseForeignSendKeySecret } from './send-keys';
 
 /** What the check needs to know about the instance (from its workflow state). */
 export interface CheckInput {
@@ -176,6 +176,21 @@ export function createOperationActivities(deps: ActivityDeps, access: SiteAccess
             add('key-grants', false, `send key ${k.id} grants ${JSON.stringify(k.grants)}, expected ["smtp/inject"]`);
           }
         }
+        // Least privilege: a key limited to the instance's egress IPs; repaired by provisioning (ensureSendKey).
+        const egress = input.spec.egressIps;
+        if (egress !== undefined) {
+          for (const k of keys) {
+            const have = k.validIps ?? [];
+            const same = have.length === egress.length && [...have].sort().join(',') === [...egress].sort().join(',');
+            add(
+              'key-valid-ips',
+              same,
+              same
+                ? `send key ${k.id} is limited to ${egress.length ? egress.join(', ') : 'any address'}`
+                : `send key ${k.id} is limited to ${have.length ? have.join(', ') : 'any address'}, expected ${egress.length ? egress.join(', ') : 'any address'}`,
+            );
+          }
+        }
         if (latest && keys.length > 0) {
           const match = keys.filter((k) => latest.data.startsWith(k.shortKey));
           add(
@@ -245,8 +260,20 @@ export function createOperationActivities(deps: ActivityDeps, access: SiteAccess
     },
 
     /** Mints a new send key and stores it as a new secret version; older keys and versions stay until retired. */
-    async mintSendKey(input: { instance: string; gcpProject: string; subaccountId: number }): Promise<KeyRef> {
-      const created = await sparkpost.createApiKey(input.subaccountId, SEND_KEY_LABEL, [...SEND_KEY_GRANTS]);
+    async mintSendKey(input: {
+      instance: string;
+      gcpProject: string;
+      subaccountId: number;
+      /** Limit the new key to these addresses (EnableSpec.egressIps). */
+      egressIps?: string[];
+    }): Promise<KeyRef> {
+      await refuseForeignSendKeySecret(secrets, input.instance, input.gcpProject);
+      const created = await sparkpost.createApiKey(
+        input.subaccountId,
+        SEND_KEY_LABEL,
+        [...SEND_KEY_GRANTS],
+        input.egressIps ?? [],
+      );
       const secretVersion = await secrets.addVersion(sendKeySecretName(input.gcpProject), created.key);
       return { keyId: created.id, secretVersion };
     },

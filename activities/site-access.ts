@@ -4,7 +4,10 @@
  * inspectSiteConfig just read, reused as the first read of the edit that follows (a stale copy only costs a
  * conflict and a re-read: the write carries its lastID). Nothing here leaves the worker process.
  */
+import { ApplicationFailure } from '@temporalio/common';
+import { adminTokenSecretProblem } from '../lib/allow-list';
 import { VendorError, isVendorError } from '../lib/errors';
+import { TargetGuard, TargetRefusedError } from '../lib/target-guard';
 import { SMTP_USERNAME, senderAddress } from '../lib/instance';
 import { applyManagedSettings, ownershipOf, readEmailSettings, type EmailSettings } from '../lib/site-config';
 import { customerOwned, siteConfigUnusable } from './failures';
@@ -20,6 +23,36 @@ export const CONFIG_TTL_MS = 30_000;
 export interface SiteRef {
   sourcegraphUrl: string;
   adminTokenSecret: string;
+  /**
+   * The instance's GCP project: the admin token must lie in it. Required (a site without it is refused); optional in
+   * the type only so that requests from workflows written before the check fail with a clear sentence.
+   */
+  gcpProject?: string;
+}
+
+/** ApplicationFailure type of a request the worker refuses to make (URL not allowed, secret of another project). */
+export const TARGET_REFUSED = 'TargetRefusedError';
+
+/**
+ * Refuses, before any secret is read, a site whose admin token lies outside the instance's project or whose URL the
+ * allow-list does not match; then resolves the host and refuses internal addresses (TargetGuard). Non-retryable, one
+ * sentence naming the argument.
+ */
+export async function checkSite(site: SiteRef, guard: TargetGuard): Promise<void> {
+  const tokenProblem =
+    typeof site.gcpProject === 'string' && site.gcpProject
+      ? adminTokenSecretProblem(site.adminTokenSecret, site.gcpProject)
+      : "adminTokenSecret is refused: the request does not name the instance's gcpProject, so its project cannot be checked";
+  if (tokenProblem) throw ApplicationFailure.nonRetryable(tokenProblem, TARGET_REFUSED);
+  try {
+    await guard.resolve(site.sourcegraphUrl);
+  } catch (err) {
+    if (err instanceof TargetRefusedError) throw ApplicationFailure.nonRetryable(err.message, TARGET_REFUSED);
+    throw ApplicationFailure.create({
+      message: err instanceof Error ? err.message : String(err),
+      type: 'TargetUnresolved',
+    });
+  }
 }
 
 /** The Sourcegraph calls the activities make. */
@@ -76,6 +109,7 @@ export function createSiteAccess(
   secrets: Pick<SecretStore, 'access'>,
   sourcegraph: (opts: SourcegraphClientOptions) => SourcegraphApi,
   settings: ManagedEmailSettings,
+  guard: TargetGuard,
 ) {
   const tokens = new Map<string, { token: string; until: number }>();
   const configs = new Map<string, { config: SiteConfig; until: number }>();
@@ -107,10 +141,14 @@ export function createSiteAccess(
   const access = {
     /** A client for the instance, authenticated with its admin token. */
     async sourcegraphFor(site: SiteRef): Promise<SourcegraphApi> {
+      // Before the token is read (or taken from the cache): a refused site never sees it.
+      await checkSite(site, guard);
+      // Every request checks and pins the address again (the client's resolveTarget): DNS may change in between.
+      const resolveTarget = (url: string) => guard.resolve(url);
       const cached = tokens.get(site.adminTokenSecret);
       if (cached && cached.until > Date.now()) {
         return refreshOnAuthError(
-          sourcegraph({ url: site.sourcegraphUrl, token: cached.token }),
+          sourcegraph({ url: site.sourcegraphUrl, token: cached.token, resolveTarget }),
           site.adminTokenSecret,
         );
       }
@@ -120,7 +158,7 @@ export function createSiteAccess(
       for (const [k, v] of tokens) if (v.until <= now) tokens.delete(k);
       for (const [k, v] of configs) if (v.until <= now) configs.delete(k);
       tokens.set(site.adminTokenSecret, { token, until: now + TOKEN_TTL_MS });
-      return sourcegraph({ url: site.sourcegraphUrl, token });
+      return sourcegraph({ url: site.sourcegraphUrl, token, resolveTarget });
     },
 
     /** Offers a configuration just read to the next edit of the same instance. */

@@ -18,7 +18,7 @@ import {
   type ListedStatus,
   type RequestHandle,
 } from './index';
-import { UsageError, validate } from './validation';
+import { UsageError, allowedSourcegraphUrls, validate } from './validation';
 import { registerFleetCommands } from './commands/fleet';
 import { registerGdprCommands } from './commands/gdpr';
 import { registerDeliverabilityCommands } from './commands/deliverability';
@@ -26,6 +26,8 @@ import { registerRolloutCommands } from './commands/rollout';
 import { registerDomainCommands } from './commands/domains';
 import { registerIssue13Commands } from './commands/why';
 import { CodecConfigError } from '../lib/codec';
+import { stripControlChars } from '../lib/sanitize';
+import { TargetGuard, TargetRefusedError, type Resolver } from '../lib/target-guard';
 
 import { OperationFailed } from './errors';
 
@@ -41,6 +43,12 @@ const processIo: Io = {
   out: (t) => process.stdout.write(t),
   err: (t) => process.stderr.write(t),
 };
+
+/** Options of buildProgram/runCli that tests inject. */
+export interface CliOptions {
+  /** DNS for the --sourcegraph-url address check; the system resolver otherwise. */
+  resolver?: Resolver;
+}
 
 /** Options every command inherits. */
 export interface GlobalOpts {
@@ -119,6 +127,7 @@ function formatStatus(s: InstanceStatus): string {
 export function buildProgram(
   io: Io = processIo,
   connect: () => Promise<Client> = connectTemporal,
+  cliOptions: CliOptions = {},
 ): { program: Command; close: () => Promise<void> } {
   let client: ManagedSmtpClient | null = null;
   let ownsConnection = false;
@@ -139,8 +148,9 @@ export function buildProgram(
     .exitOverride()
     .configureOutput({ writeOut: io.out, writeErr: io.err });
 
+  // Human output quotes what instances said: control characters (an ESC sequence) never reach the terminal.
   const emit = (opts: GlobalOpts, json: unknown, human: string) =>
-    io.out(opts.json ? JSON.stringify(json) + '\n' : human);
+    io.out(opts.json ? JSON.stringify(json) + '\n' : stripControlChars(human));
 
   const progress = (opts: GlobalOpts) => (s: InstanceStatus) => {
     if (!opts.json) io.err(`${s.instance}: ${s.state}${s.step ? ` (${s.step})` : ''}\n`);
@@ -177,18 +187,27 @@ export function buildProgram(
       'Secret Manager version of a site-admin token (default projects/<gcp-project>/secrets/sourcegraph-admin-token/versions/latest)',
     )
     .option('--sender-name <text>', 'email.senderName to set')
+    .option(
+      '--egress-ip <ip>',
+      "the instance's egress IPv4 address or CIDR block (repeatable): the send key is limited to them",
+      (v: string, prev: string[] = []) => [...prev, v],
+    )
     .option('--force', "replace the instance's own SMTP settings")
     .option('--move', 'move a provisioned instance to a new URL or GCP project (restores the old site first)')
     .option('--wait', 'wait until the instance is active or failed')
     .addOption(new Option('--timeout <seconds>', 'how long --wait waits').default('900'))
-    .action(async (instanceArg: string, o: Record<string, string | boolean | undefined>, cmd: Command) => {
+    .action(async (instanceArg: string, o: Record<string, string | boolean | string[] | undefined>, cmd: Command) => {
       const opts = cmd.optsWithGlobals() as GlobalOpts;
       const instance = validate.instance(instanceArg);
       const gcpProject = validate.gcpProject(o.gcpProject);
+      const patterns = allowedSourcegraphUrls();
       const spec: EnableSpec = {
-        sourcegraphUrl: validate.sourcegraphUrl(o.sourcegraphUrl),
+        sourcegraphUrl: validate.sourcegraphUrl(o.sourcegraphUrl, patterns),
         gcpProject,
-        adminTokenSecret: validate.adminTokenSecret(o.adminTokenSecret ?? defaultAdminTokenSecret(gcpProject)),
+        adminTokenSecret: validate.adminTokenSecret(
+          o.adminTokenSecret ?? defaultAdminTokenSecret(gcpProject),
+          gcpProject,
+        ),
         force: o.force === true,
         ...(o.move === true ? { move: true } : {}),
       };
@@ -196,6 +215,9 @@ export function buildProgram(
         throw new UsageError('--admin-token-secret', `must lie in the instance's own project projects/${gcpProject}/`);
       }
       if (o.senderName !== undefined) spec.senderName = validate.senderName(o.senderName);
+      if (o.egressIp !== undefined) spec.egressIps = validate.egressIps(o.egressIp);
+      // The worker checks again after DNS right before each request; checking here too makes the mistake exit 2.
+      await checkAddress(spec.sourcegraphUrl, patterns);
       const timeout = validate.timeoutSeconds(o.timeout);
       const c = await getClient();
       const handle = await c.enable(instance, spec);
@@ -319,6 +341,17 @@ export function buildProgram(
       emit(opts, status, `${rotation.message}\n` + formatStatus(status));
     });
 
+  /** Refuses (UsageError) a URL whose host resolves to an address the allow-list does not name explicitly. */
+  async function checkAddress(url: string, patterns: ReturnType<typeof allowedSourcegraphUrls>): Promise<void> {
+    try {
+      await new TargetGuard(patterns, cliOptions.resolver).resolve(url);
+    } catch (err) {
+      if (err instanceof TargetRefusedError)
+        throw new UsageError('--sourcegraph-url', err.message.replace(/^sourcegraphUrl /, ''));
+      // Unresolvable from here is not proof of anything (split DNS): the worker decides.
+    }
+  }
+
   const ctx: CliContext = { io, getClient, emit, progress, waitAndReport, formatStatus };
   // Built here, not at module load, so a command module may import from this file in any order.
   for (const register of [
@@ -335,7 +368,12 @@ export function buildProgram(
 }
 
 /** Runs the CLI and returns the exit code (never calls process.exit). */
-export async function runCli(argv: string[], io: Io = processIo, connect?: () => Promise<Client>): Promise<number> {
+export async function runCli(
+  argv: string[],
+  io: Io = processIo,
+  connect?: () => Promise<Client>,
+  cliOptions: CliOptions = {},
+): Promise<number> {
   // --json promises exactly one document on stdout: an error document only when the command printed none.
   let printed = false;
   const tracked: Io = {
@@ -345,10 +383,10 @@ export async function runCli(argv: string[], io: Io = processIo, connect?: () =>
     },
     err: io.err,
   };
-  const { program, close } = buildProgram(tracked, connect);
+  const { program, close } = buildProgram(tracked, connect, cliOptions);
   const json = argv.includes('--json');
   const fail = (code: number, message: string, result?: unknown) => {
-    io.err(`smtpctl: ${message}\n`);
+    io.err(`smtpctl: ${stripControlChars(message).replace(/\n/g, ' ')}\n`);
     if (json && !printed) io.out(JSON.stringify({ error: message, ...(result ? { status: result } : {}) }) + '\n');
     return code;
   };

@@ -5,6 +5,7 @@
  * Pure (zod only): imported by workflow code.
  */
 import { z } from 'zod';
+import { adminTokenSecretProblem, egressIpsProblem, MAX_EGRESS_IPS, parseUrlParts } from '../lib/allow-list';
 import { GCP_PROJECT_PATTERN, SECRET_VERSION_PATTERN } from '../lib/instance';
 import { IP_POOL_PATTERN, SENDING_DOMAIN_PATTERN } from '../lib/types';
 
@@ -78,10 +79,16 @@ export const enableSpecSchema = z
     force: z.boolean().default(false),
     /** Move a provisioned instance to a new URL or project: restore the old site, delete the old secret, provision. */
     move: z.boolean().optional(),
+    /** Egress IPs or CIDR blocks the send key is limited to (SparkPost `valid_ips`). */
+    egressIps: z.array(z.string().max(50)).max(MAX_EGRESS_IPS).optional(),
   })
-  .refine((s) => s.adminTokenSecret.startsWith(`projects/${s.gcpProject}/`), {
-    message: "must lie in the instance's own project (projects/<gcp-project>/secrets/...)",
-    path: ['adminTokenSecret'],
+  .superRefine((s, ctx) => {
+    const url = parseUrlParts(s.sourcegraphUrl).problem;
+    if (url) ctx.addIssue({ code: 'custom', message: url, path: ['sourcegraphUrl'] });
+    const token = adminTokenSecretProblem(s.adminTokenSecret, s.gcpProject);
+    if (token) ctx.addIssue({ code: 'custom', message: token, path: ['adminTokenSecret'] });
+    const ips = s.egressIps === undefined ? null : egressIpsProblem(s.egressIps);
+    if (ips) ctx.addIssue({ code: 'custom', message: ips, path: ['egressIps'] });
   });
 
 /** The enable signal's payload. */

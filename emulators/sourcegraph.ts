@@ -63,7 +63,28 @@ export interface SiteOptions {
   redactUsername?: boolean;
   /** Re-indent written configurations to 2 spaces, comments kept, as the server does. Default true. */
   reindentOnWrite?: boolean;
+  /** A hostile instance (see HostileMode): what it answers instead of (or on top of) the normal API. */
+  hostile?: HostileMode;
 }
+
+/**
+ * How a hostile (compromised or broken) instance answers its GraphQL endpoint:
+ * - `huge-body`: HTTP 200 JSON that never ends (streamed, no Content-Length), up to `bytes` (default 300 MiB);
+ * - `slow-drip`: HTTP 200 whose body trickles one byte every `intervalMs` (default 500) for up to 10 minutes;
+ * - `escape-sequences`: a working instance whose sendTestEmail answer carries terminal escape sequences and bidi
+ *   overrides;
+ * - `huge-message`: HTTP 400 text/plain of `bytes` (default 1 MiB) full of escape sequences;
+ * - `redirect`: HTTP 307 to `location` (a redirect must never be followed: it would carry the token elsewhere).
+ */
+export type HostileMode =
+  | { kind: 'huge-body'; bytes?: number }
+  | { kind: 'slow-drip'; intervalMs?: number }
+  | { kind: 'escape-sequences' }
+  | { kind: 'huge-message'; bytes?: number }
+  | { kind: 'redirect'; location: string };
+
+/** Terminal escape sequences (clear screen, set title, colour) and a right-to-left override, as a hostile text. */
+export const HOSTILE_TEXT = '\x1b[2J\x1b]0;owned\x07\x1b[31mred\x1b[0m\u202egnp.exe\r\n\x00';
 
 /** One `sendTestEmail` the emulator carried out. */
 export interface SentTestEmail {
@@ -447,6 +468,48 @@ function sendText(res: http.ServerResponse, status: number, text: string, extra:
   send(res, status, `${text}\n`, 'text/plain; charset=utf-8', { 'X-Content-Type-Options': 'nosniff', ...extra });
 }
 
+/** Answers as a hostile instance does (HostileMode); every loop is bounded and stops when the client goes. */
+async function hostileReply(req: http.IncomingMessage, res: http.ServerResponse, mode: HostileMode): Promise<void> {
+  req.resume();
+  if (mode.kind === 'redirect') {
+    res.writeHead(307, { Location: mode.location, 'Content-Length': '0' });
+    res.end();
+    return;
+  }
+  if (mode.kind === 'huge-message') {
+    const n = Math.max(1, Math.floor((mode.bytes ?? 1024 * 1024) / HOSTILE_TEXT.length));
+    return sendText(res, 400, `bad request: ${HOSTILE_TEXT.repeat(n)}`);
+  }
+  let gone = false;
+  res.once('close', () => (gone = true));
+  res.writeHead(200, { 'Content-Type': 'application/json' });
+  if (mode.kind === 'huge-body') {
+    const chunk = Buffer.alloc(64 * 1024, 0x41);
+    const total = mode.bytes ?? 300 * 1024 * 1024;
+    res.write('{"data":{"x":"');
+    for (let sent = 0; sent < total && !gone; sent += chunk.length) {
+      if (!res.write(chunk)) {
+        await new Promise<void>((resolve) => {
+          const done = () => {
+            res.off('drain', done);
+            res.off('close', done);
+            resolve();
+          };
+          res.once('drain', done);
+          res.once('close', done);
+        });
+      }
+    }
+  } else if (mode.kind === 'slow-drip') {
+    const interval = mode.intervalMs ?? 500;
+    for (let i = 0; i < Math.ceil(600_000 / interval) && !gone; i++) {
+      res.write(i === 0 ? '{' : ' ');
+      await new Promise((r) => setTimeout(r, interval));
+    }
+  }
+  if (!gone) res.end('"}}');
+}
+
 class BodyTooLarge extends Error {}
 
 function safeDecode(segment: string): string {
@@ -754,6 +817,8 @@ export class SourcegraphEmulator {
     if (decision === 'rate-limit') return sendText(res, 429, 'Too Many Requests', { 'Retry-After': '1' });
 
     site.requests++;
+    const hostile = site.options.hostile;
+    if (hostile && hostile.kind !== 'escape-sequences') return hostileReply(req, res, hostile);
     const reply = await this.graphqlRequest(req, site);
     if (decision === 'drop') {
       // The request was applied; the answer is lost on the way back.
@@ -922,7 +987,8 @@ export class SourcegraphEmulator {
         : `Failed to send test email: ${error}`;
     }
     if (error === null) {
-      return `Sent test email to ${quoted} successfully! Please check it was received - look for test ID: ${testId}`;
+      const hostile = s.options.hostile?.kind === 'escape-sequences' ? HOSTILE_TEXT.repeat(500) : '';
+      return `Sent test email to ${quoted} successfully! Please check it was received - look for test ID: ${testId}${hostile}`;
     }
     const failure = `Failed to send test email: ${error}, look for test ID: ${testId}`;
     if (behaviour === 'newest') throw new Error(failure);

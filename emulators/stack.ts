@@ -5,6 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { EnableSpec } from '../lib/types';
+import { parseUrlPatterns } from '../lib/allow-list';
 import type { WorkerConfig } from '../worker/config';
 import { SecretManagerEmulator } from './secret-manager';
 import { SourcegraphEmulator, type SiteOptions } from './sourcegraph';
@@ -39,6 +40,9 @@ export function specFor(i: EmulatedInstance, extra: Partial<EnableSpec> = {}): E
 
 /** Domain the emulated SparkPost account shares with every subaccount. */
 export const STACK_SENDER_DOMAIN = 'cloud.sourcegraph.com';
+
+/** MANAGED_SMTP_SOURCEGRAPH_URLS of the dev stack and the tests: the emulators listen on 127.0.0.1. */
+export const STACK_SOURCEGRAPH_URLS = 'http://127.0.0.1:*';
 
 /** The GCP project an emulated instance gets when none is given. */
 export function defaultProject(name: string): string {
@@ -107,6 +111,7 @@ export class EmulatorStack {
       senderDomain: STACK_SENDER_DOMAIN,
       testRecipient: 'cloud-team+test_emails@sourcegraph.com',
       maxCachedWorkflows: 300,
+      sourcegraphUrls: parseUrlPatterns(STACK_SOURCEGRAPH_URLS),
     };
   }
 
@@ -122,6 +127,7 @@ export class EmulatorStack {
       SECRET_MANAGER_EMULATOR_HOST: c.secretManagerEmulatorHost!,
       MANAGED_SMTP_SENDER_DOMAIN: c.senderDomain,
       MANAGED_SMTP_TEST_RECIPIENT: c.testRecipient,
+      MANAGED_SMTP_SOURCEGRAPH_URLS: STACK_SOURCEGRAPH_URLS,
     };
   }
 

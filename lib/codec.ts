@@ -215,9 +215,15 @@ export async function codecFromEnvironment(env: NodeJS.ProcessEnv = process.env)
   return keys ? new AesGcmCodec(keys) : null;
 }
 
-/** The data converter for worker and client: `{ payloadCodecs: [codec] }`, or undefined (SDK default) without one. */
+/** Path of the module exporting the failure converter that encodes messages and stacks (lib/failure-converter.ts). */
+export const FAILURE_CONVERTER_PATH = require.resolve('./failure-converter');
+
+/**
+ * The data converter for worker, clients and schedules: `{ payloadCodecs: [codec], failureConverterPath }` (failure
+ * messages and stack traces encrypted with the payloads), or undefined (SDK default) without a codec.
+ */
 export function dataConverterFor(codec: PayloadCodec | null | undefined): DataConverter | undefined {
-  return codec ? { payloadCodecs: [codec] } : undefined;
+  return codec ? { payloadCodecs: [codec], failureConverterPath: FAILURE_CONVERTER_PATH } : undefined;
 }
 
 function oneLine(err: unknown): string {

@@ -53,6 +53,11 @@ export interface EnableSpec {
   force: boolean;
   /** Move a provisioned instance to another URL or project (restores the old site, deletes the old secret). */
   move?: boolean;
+  /**
+   * The instance's egress IPv4 addresses or CIDR blocks, when known: the send key is limited to them (SparkPost
+   * `valid_ips`). Absent: managed-smtp leaves the key's limit alone; empty: any address.
+   */
+  egressIps?: string[];
 }
 
 /** The enable signal's payload. */

@@ -7,6 +7,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { bundleWorkflowCode, DefaultLogger } from '@temporalio/worker';
+import { FAILURE_CONVERTER_PATH } from '../lib/codec';
 
 const USAGE = 'usage: tsx scripts/bundle-workflows.ts [--out FILE]';
 
@@ -32,6 +33,8 @@ async function main(): Promise<void> {
   const { code } = await bundleWorkflowCode({
     workflowsPath: require.resolve('../workflows'),
     logger: new DefaultLogger('WARN'),
+    // Failures raised in workflow code carry their message and stack encoded, for the payload codec to encrypt.
+    failureConverterPath: FAILURE_CONVERTER_PATH,
   });
   mkdirSync(path.dirname(out), { recursive: true });
   writeFileSync(out, code);

@@ -10,7 +10,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
-import { EmulatorStack } from '../emulators/stack';
+import { EmulatorStack, STACK_SOURCEGRAPH_URLS } from '../emulators/stack';
+import { SOURCEGRAPH_URLS_ENV } from '../lib/allow-list';
 import { AesGcmCodec, CODEC_KEYS_ENV, generateCodecKey, parseCodecKeys } from '../lib/codec';
 import { startCodecServer } from '../worker/codec-server';
 import { SEARCH_ATTRIBUTES } from '../lib/search-attributes';
@@ -129,6 +130,9 @@ async function main(): Promise<void> {
     port: port('codec'),
     host: '127.0.0.1',
     corsOrigins: [`http://127.0.0.1:${port('ui')}`, `http://localhost:${port('ui')}`],
+    // Dev only: no token (loopback, a throwaway key), and plaintext passed (the UI also shows unencoded metadata).
+    insecureNoAuth: true,
+    passPlaintext: true,
   });
 
   const server = spawn(
@@ -179,7 +183,11 @@ async function main(): Promise<void> {
     log: (line) => process.stdout.write(`${line}\n`),
   });
 
-  const exports = [`export ${CODEC_KEYS_ENV}=${codecKeys}`];
+  const exports = [
+    `export ${CODEC_KEYS_ENV}=${codecKeys}`,
+    // smtpctl checks --sourcegraph-url against the same allow-list as the worker: the emulators are on loopback.
+    `export ${SOURCEGRAPH_URLS_ENV}='${STACK_SOURCEGRAPH_URLS}'`,
+  ];
   if (offset) exports.push(`export TEMPORAL_ADDRESS=127.0.0.1:${port('temporal')}`);
   process.stdout.write(`
 managed-smtp dev stack is ready.

@@ -145,11 +145,11 @@ describe('activities are idempotent', { timeout: 60_000 }, () => {
     await env.run(acts.ensureSendKey, { instance: 'undo2', gcpProject: 'sg-undo2', subaccountId: sub.id });
     assert.deepEqual(await env.run(acts.revokeSendKeys, { subaccountId: sub.id }), { revoked: 1 });
     assert.deepEqual(await env.run(acts.revokeSendKeys, { subaccountId: sub.id }), { revoked: 0 });
-    assert.deepEqual(await env.run(acts.deleteSendKeySecret, { gcpProject: 'sg-undo2' }), {
+    assert.deepEqual(await env.run(acts.deleteSendKeySecret, { gcpProject: 'sg-undo2', instance: 'undo2' }), {
       destroyedVersions: 1,
       deleted: true,
     });
-    assert.deepEqual(await env.run(acts.deleteSendKeySecret, { gcpProject: 'sg-undo2' }), {
+    assert.deepEqual(await env.run(acts.deleteSendKeySecret, { gcpProject: 'sg-undo2', instance: 'undo2' }), {
       destroyedVersions: 0,
       deleted: false,
     });

@@ -21,6 +21,7 @@ import {
   codecFromEnvironment,
   codecKeysFromEnvironment,
   dataConverterFor,
+  FAILURE_CONVERTER_PATH,
   generateCodecKey,
   parseCodecKeys,
 } from '../lib/codec';
@@ -161,7 +162,7 @@ describe('AesGcmCodec', () => {
 
   test('dataConverterFor', () => {
     assert.equal(dataConverterFor(null), undefined);
-    assert.deepEqual(dataConverterFor(codec), { payloadCodecs: [codec] });
+    assert.deepEqual(dataConverterFor(codec), { payloadCodecs: [codec], failureConverterPath: FAILURE_CONVERTER_PATH });
   });
 });
 
@@ -323,12 +324,24 @@ describe('codec server', () => {
     assert.equal(dec.headers['access-control-allow-credentials'], 'true');
     assert.deepEqual(JSON.parse(dec.body), { payloads: [plain] });
 
-    // Unencrypted payloads and `{}` (proto3 JSON's empty list) come back as they went in.
-    const passthrough = await request(`${server.url}/decode`, {
+    // Unencrypted payloads are refused (issue 10) unless the server is asked to pass them; `{}` is zero payloads.
+    const refused = await request(`${server.url}/decode`, {
       headers: auth,
       body: JSON.stringify({ payloads: [plain] }),
     });
-    assert.deepEqual(JSON.parse(passthrough.body), { payloads: [plain] });
+    assert.equal(refused.status, 400);
+    assert.match(refused.body, /decode refused: payloads\[0\] is not encrypted/);
+    assert.ok(!refused.body.includes(b64('"HTTP-MARKER"')));
+    const passing = await startCodecServer({ codec, authToken: TOKEN, corsOrigins: [UI], passPlaintext: true });
+    try {
+      const passthrough = await request(`${passing.url}/decode`, {
+        headers: auth,
+        body: JSON.stringify({ payloads: [plain] }),
+      });
+      assert.deepEqual(JSON.parse(passthrough.body), { payloads: [plain] });
+    } finally {
+      await passing.close();
+    }
     const none = await request(`${server.url}/decode`, { headers: auth, body: '{}' });
     assert.deepEqual(JSON.parse(none.body), { payloads: [] });
   });
@@ -426,8 +439,19 @@ describe('codec server', () => {
       }),
     });
     assert.equal(undecodable.status, 400);
-    assert.match(undecodable.body, /decode failed: .*failed authentication/);
+    // Generic: neither the loaded key ids nor why the payload did not open.
+    assert.deepEqual(JSON.parse(undecodable.body), { error: 'decode failed' });
     assertNoSecrets(undecodable.body, ring.secrets);
+    const unknownKey = await request(`${server.url}/decode`, {
+      headers: auth,
+      body: JSON.stringify({
+        payloads: [
+          { metadata: { encoding: b64(ENCODING_ENCRYPTED), [METADATA_KEY_ID]: b64('nope') }, data: b64(tampered) },
+        ],
+      }),
+    });
+    assert.equal(unknownKey.status, 400);
+    assert.ok(!unknownKey.body.includes('srv-1'), unknownKey.body);
 
     assert.equal((await request(`${server.url}/other`, { headers: auth, body: '{}' })).status, 404);
     assert.equal((await request(`${server.url}/decode`, { method: 'GET', headers: auth })).status, 405);
@@ -441,11 +465,20 @@ describe('codec server', () => {
   });
 
   test('settings from the environment', () => {
-    assert.deepEqual(codecServerSettings({}), {
+    // The token is required (issue 10): only the dev stack runs without one, in-process.
+    assert.throws(() => codecServerSettings({}), /^CodecConfigError: MANAGED_SMTP_CODEC_AUTH_TOKEN is required/);
+    assert.deepEqual(codecServerSettings({ MANAGED_SMTP_CODEC_AUTH_TOKEN: TOKEN }), {
       port: 8888,
       host: '127.0.0.1',
+      authToken: TOKEN,
       corsOrigins: ['http://localhost:8233', 'http://127.0.0.1:8233'],
+      passPlaintext: false,
     });
+    assert.equal(
+      codecServerSettings({ MANAGED_SMTP_CODEC_AUTH_TOKEN: TOKEN, MANAGED_SMTP_CODEC_PASS_PLAINTEXT: '1' })
+        .passPlaintext,
+      true,
+    );
     assert.deepEqual(
       codecServerSettings({
         MANAGED_SMTP_CODEC_PORT: '9999',
@@ -457,6 +490,7 @@ describe('codec server', () => {
         host: '127.0.0.1',
         authToken: TOKEN,
         corsOrigins: ['https://cloud.temporal.io', 'http://localhost:8080'],
+        passPlaintext: false,
       },
     );
     assert.throws(
@@ -464,11 +498,19 @@ describe('codec server', () => {
       /^CodecConfigError: MANAGED_SMTP_CODEC_PORT/,
     );
     assert.throws(
-      () => codecServerSettings({ MANAGED_SMTP_CODEC_CORS_ORIGINS: 'localhost:8233' }),
+      () =>
+        codecServerSettings({
+          MANAGED_SMTP_CODEC_AUTH_TOKEN: TOKEN,
+          MANAGED_SMTP_CODEC_CORS_ORIGINS: 'localhost:8233',
+        }),
       /MANAGED_SMTP_CODEC_CORS_ORIGINS: invalid CORS origin/,
     );
     assert.throws(
-      () => codecServerSettings({ MANAGED_SMTP_CODEC_CORS_ORIGINS: 'http://localhost:8233/ui' }),
+      () =>
+        codecServerSettings({
+          MANAGED_SMTP_CODEC_AUTH_TOKEN: TOKEN,
+          MANAGED_SMTP_CODEC_CORS_ORIGINS: 'http://localhost:8233/ui',
+        }),
       /MANAGED_SMTP_CODEC_CORS_ORIGINS: invalid CORS origin/,
     );
     assert.throws(
@@ -550,7 +592,7 @@ describe('end to end on a Temporal dev server', { timeout: 60_000 }, () => {
     const stored = started?.input?.payloads?.[0];
     assert.ok(stored);
     assert.equal(Buffer.from(stored.metadata!.encoding!).toString(), ENCODING_ENCRYPTED);
-    const server = await startCodecServer({ codec, corsOrigins: ['http://localhost:8233'] });
+    const server = await startCodecServer({ codec, corsOrigins: ['http://localhost:8233'], insecureNoAuth: true });
     try {
       const json = temporal.api.common.v1.Payload.toObject(temporal.api.common.v1.Payload.fromObject(stored), {
         bytes: String,

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { STACK_SOURCEGRAPH_URLS } from '../emulators/stack';
 
 const root = path.resolve(__dirname, '..');
 const OFFSET = 21_000;
@@ -34,6 +35,8 @@ function smtpctl(...args: string[]): Run {
       TEMPORAL_ADDRESS: TEMPORAL,
       MANAGED_SMTP_TASK_QUEUE: 'managed-smtp',
       MANAGED_SMTP_CODEC_KEYS: codecKeys,
+      // What the dev stack prints next to the codec key: the emulators are on loopback.
+      MANAGED_SMTP_SOURCEGRAPH_URLS: STACK_SOURCEGRAPH_URLS,
     },
   });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };

@@ -16,6 +16,7 @@ import { after, before, describe, test } from 'node:test';
 import { Client, Connection } from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
 import { EmulatorStack, type EmulatedInstance } from '../emulators/stack';
+import { ENCODING_ENCRYPTED, generateCodecKey } from '../lib/codec';
 import { findTemporalCli } from '../scripts/temporal-cli';
 import { DevServer, REPO_ROOT, WorkerProcess, type WorkerLogLine } from './helpers/chaos';
 import { checkInvariants } from './helpers/invariants';
@@ -127,6 +128,8 @@ describe('leak scan of the whole lifecycle through the CLI and a worker process'
   const cliRuns: CliRun[] = [];
   const adminTokens: Secret[] = [];
   const taskQueue = `leak-${randomBytes(4).toString('hex')}`;
+  // Payloads and failures encrypted, as in production: the scan proves failure messages are ciphertext too.
+  const codecKeys = generateCodecKey('leak-1');
   let good: EmulatedInstance;
   let bad: EmulatedInstance;
 
@@ -147,14 +150,15 @@ describe('leak scan of the whole lifecycle through the CLI and a worker process'
             ...process.env,
             TEMPORAL_ADDRESS: server.address,
             MANAGED_SMTP_TASK_QUEUE: taskQueue,
-            // issue 11: gdpr-delete writes the per-request secret itself; no MANAGED_SMTP_CODEC_KEYS anywhere.
+            // issue 11: gdpr-delete writes the per-request secret itself (test/gdpr.test.ts runs it without codec keys).
             SECRET_MANAGER_EMULATOR_HOST: stack.secretManager.address,
-            MANAGED_SMTP_CODEC_KEYS: '',
             // why, suppression and webhooks install read SparkPost directly (issue 13).
             SPARKPOST_API_KEY: stack.operatorKey,
             SPARKPOST_API_URL: stack.sparkpost.url,
             MANAGED_SMTP_WEBHOOKS_USER: 'sparkpost',
             MANAGED_SMTP_WEBHOOKS_PASSWORD: WEBHOOK_PASSWORD,
+            MANAGED_SMTP_SOURCEGRAPH_URLS: stack.workerEnv().MANAGED_SMTP_SOURCEGRAPH_URLS,
+            MANAGED_SMTP_CODEC_KEYS: codecKeys,
           },
         },
         (err, stdout, stderr) => {
@@ -187,6 +191,7 @@ describe('leak scan of the whole lifecycle through the CLI and a worker process'
         TEMPORAL_NAMESPACE: 'default',
         // Debug logs say the most about what the workflows and activities handle.
         MANAGED_SMTP_LOG_LEVEL: 'DEBUG',
+        MANAGED_SMTP_CODEC_KEYS: codecKeys,
       },
       sink: workerLogs,
     });
@@ -425,6 +430,7 @@ describe('leak scan of the whole lifecycle through the CLI and a worker process'
       ...minted.map((m, n) => ({ label: `send key #${n + 1} (id ${m.id})`, value: m.key })),
       { label: 'operator key', value: stack.operatorKey },
       ...adminTokens,
+      { label: 'payload codec key', value: codecKeys.slice(codecKeys.indexOf(':') + 1) },
       // Not a secret, but recipient addresses stay out of histories, logs and output too.
       { label: 'test recipient address', value: stack.workerConfig().testRecipient },
       ...Object.entries(RECIPIENTS).map(([k, v]) => ({ label: `${k} recipient address`, value: v })),
@@ -469,5 +475,41 @@ describe('leak scan of the whole lifecycle through the CLI and a worker process'
         `${cliRuns.length} CLI runs) for ${secrets.length} secrets (${minted.length} minted keys) in ${secrets.reduce((n, s) => n + needles(s.value).length, 0)} forms`,
     );
     assert.deepEqual(hits, [], `secrets leaked:\n${hits.join('\n')}`);
+  });
+
+  test('failure messages and stack traces are ciphertext in history (encodeCommonAttributes)', async (t) => {
+    const connection = await Connection.connect({ address: server.address });
+    let failures = 0;
+    const plaintext: string[] = [];
+    try {
+      const client = new Client({ connection, namespace: 'default' });
+      let executions = 0;
+      for await (const wf of client.workflow.list()) {
+        if (++executions > 1000) break;
+        const history = await client.workflow.getHandle(wf.workflowId, wf.runId).fetchHistory();
+        for (const e of history.events ?? []) {
+          // Every failure in the event, its causes included (an activity failure wraps the application failure).
+          let f = e.activityTaskFailedEventAttributes?.failure ?? e.workflowExecutionFailedEventAttributes?.failure;
+          for (let depth = 0; f && depth < 10; depth++, f = f.cause) {
+            failures++;
+            const encoding = Buffer.from(f.encodedAttributes?.metadata?.encoding ?? []).toString();
+            if (f.message !== 'Encoded failure' || f.stackTrace || encoding !== ENCODING_ENCRYPTED) {
+              plaintext.push(`${wf.workflowId} event ${String(e.eventId)}: ${JSON.stringify(f.message)} (${encoding})`);
+            }
+          }
+        }
+        // The failing enable's own words (HTTP 401 from the instance) appear nowhere in the raw history.
+        const bytes = Buffer.from(temporal.api.history.v1.History.encode(history).finish());
+        for (const needle of ['HTTP 401', 'SiteConfiguration:']) {
+          if (bytes.includes(needle)) plaintext.push(`${wf.workflowId}: "${needle}" in the raw history`);
+        }
+      }
+    } finally {
+      await connection.close();
+    }
+    t.diagnostic(`${failures} failures in history, all encrypted`);
+    // Control: the wrong-token enables failed their activity at least twice, so there were failures to look at.
+    assert.ok(failures >= 2, `failures found: ${failures}`);
+    assert.deepEqual(plaintext, []);
   });
 });

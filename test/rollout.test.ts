@@ -88,16 +88,16 @@ describe('enable-fleet', { timeout: 240_000 }, () => {
 
   test('a bad fleet file exits 2 naming the entry, and sends nothing', async () => {
     const bad = fleetFile('bad.yaml', [
-      { name: 'ok-one', sourcegraphUrl: 'https://a.example.com', gcpProject: 'proj-123' },
-      { name: 'Bad_Name', sourcegraphUrl: 'https://b.example.com', gcpProject: 'proj-123' },
+      { name: 'ok-one', sourcegraphUrl: 'https://a.sourcegraph.com', gcpProject: 'proj-123' },
+      { name: 'Bad_Name', sourcegraphUrl: 'https://b.sourcegraph.com', gcpProject: 'proj-123' },
     ]);
     const r = await cli('enable-fleet', bad);
     assert.equal(r.code, 2);
     assert.match(r.err, /instances\[1\]\.name: must be an instance slug/);
     await assert.rejects(lane.client.status('ok-one'), /no managed SMTP workflow/);
     const dup = fleetFile('dup.yaml', [
-      { name: 'dup', sourcegraphUrl: 'https://a.example.com', gcpProject: 'proj-123' },
-      { name: 'dup', sourcegraphUrl: 'https://a.example.com', gcpProject: 'proj-123' },
+      { name: 'dup', sourcegraphUrl: 'https://a.sourcegraph.com', gcpProject: 'proj-123' },
+      { name: 'dup', sourcegraphUrl: 'https://a.sourcegraph.com', gcpProject: 'proj-123' },
     ]);
     assert.match((await cli('enable-fleet', dup)).err, /dup is listed twice/);
     writeFileSync(path.join(dir, 'broken.yaml'), 'instances: [\n');

@@ -168,6 +168,19 @@ describe('api keys', () => {
     sub = (await client.createSubaccount('keys')).id;
   });
 
+  test('valid_ips: minted with the limit, listed, changed in place; the relay refuses AUTH from elsewhere', async () => {
+    const k = await client.createApiKey(sub, 'send_key', ['smtp/inject'], ['203.0.113.7']);
+    minted.push(k.key);
+    assert.deepEqual((await client.listApiKeys(sub)).find((x) => x.id === k.id)?.validIps, ['203.0.113.7']);
+    assert.equal(emu.authenticateSmtpKey(k.key, '127.0.0.1'), null);
+    assert.ok(emu.authenticateSmtpKey(k.key, '203.0.113.7'));
+    await client.updateApiKeyValidIps(sub, k.id, ['127.0.0.0/8']);
+    assert.deepEqual((await client.listApiKeys(sub)).find((x) => x.id === k.id)?.validIps, ['127.0.0.0/8']);
+    assert.ok(emu.authenticateSmtpKey(k.key, '::ffff:127.0.0.1'));
+    await assert.rejects(client.updateApiKeyValidIps(sub, k.id, ['not-an-ip']), (err) => isVendorError(err, 'invalid'));
+    await client.deleteApiKey(sub, k.id);
+  });
+
   test('create returns the key once; list shows only the short key; delete revokes', async () => {
     const k = await client.createApiKey(sub, 'send_key', ['smtp/inject']);
     minted.push(k.key);
@@ -178,7 +191,7 @@ describe('api keys', () => {
 
     const list = await client.listApiKeys(sub);
     assert.deepEqual(list, [
-      { id: k.id, label: 'send_key', shortKey: k.shortKey, grants: ['smtp/inject'], subaccountId: sub },
+      { id: k.id, label: 'send_key', shortKey: k.shortKey, grants: ['smtp/inject'], subaccountId: sub, validIps: [] },
     ]);
     const rawList = await raw('GET', '/api-keys', { sub: String(sub) });
     assert.ok(!JSON.stringify(rawList.body).includes(k.key), 'the full key is never listed');

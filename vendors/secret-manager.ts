@@ -304,6 +304,19 @@ export class SecretStore {
     }
   }
 
+  /** The secret's labels, or null when the secret does not exist. */
+  async getSecretLabels(secretName: string): Promise<Record<string, string> | null> {
+    try {
+      const [secret] = await this.call('GetSecret', secretName, () =>
+        this.client.getSecret({ name: secretName }, this.callOptions),
+      );
+      return { ...(secret.labels ?? {}) };
+    } catch (err) {
+      if (err instanceof VendorError && err.kind === 'not-found') return null;
+      throw err;
+    }
+  }
+
   /** The secret's versions, newest first; [] when the secret does not exist. */
   async listVersions(secretName: string, opts: { enabledOnly?: boolean } = {}): Promise<SecretVersionInfo[]> {
     const out: SecretVersionInfo[] = [];

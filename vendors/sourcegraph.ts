@@ -4,10 +4,12 @@
  * (Temporal does), and keeps the access token and the configuration text (which holds SMTP passwords) out of
  * every error message.
  */
-import axios, { type AxiosResponse } from 'axios';
+import axios, { type AxiosRequestConfig, type AxiosResponse } from 'axios';
 import { findNodeAtLocation, parseTree } from 'jsonc-parser';
 
 import { VendorError, kindForHttpStatus, parseRetryAfter, type VendorErrorKind } from '../lib/errors';
+import { sanitizeText } from '../lib/sanitize';
+import { TargetRefusedError, pinnedLookup, type PinnedTarget } from '../lib/target-guard';
 import { SEND_TEST_EMAIL_MUTATION, SITE_CONFIG_QUERY, UPDATE_SITE_CONFIG_MUTATION } from './sourcegraph-documents';
 
 /** How to reach one Sourcegraph instance. */
@@ -16,8 +18,15 @@ export interface SourcegraphClientOptions {
   url: string;
   /** A site admin's access token, sent as `Authorization: token <token>`. */
   token: string;
-  /** Per-request timeout in milliseconds (default 15 000). */
+  /** Per-request timeout in milliseconds (default 15 000), for the whole exchange (a slow drip included). */
   timeoutMs?: number;
+  /**
+   * Checks the URL and resolves it to the one address to connect to, right before each request (lib/target-guard.ts).
+   * Without it the system resolver is used unchecked (tests of the client itself).
+   */
+  resolveTarget?: (url: string) => Promise<PinnedTarget>;
+  /** Largest response body read, in bytes (default 4 MiB); a longer one is cut off and refused. */
+  maxBodyBytes?: number;
 }
 
 /** The site configuration as the API returns it. */
@@ -41,6 +50,10 @@ export interface TestEmailResult {
 }
 
 const DEFAULT_TIMEOUT_MS = 15_000;
+/** Largest response body read from an instance. */
+export const MAX_BODY_BYTES = 4 * 1024 * 1024;
+/** Most validation messages kept from one configuration read. */
+const MAX_VALIDATION_MESSAGES = 50;
 /** Longest server text quoted in an error message. */
 const MAX_QUOTE = 300;
 const TOKEN_PATTERN = /^[\x21-\x7e]+$/;
@@ -99,6 +112,8 @@ export class SourcegraphClient {
   private readonly endpoint: string;
   private readonly token: string;
   private readonly timeoutMs: number;
+  private readonly resolveTarget?: (url: string) => Promise<PinnedTarget>;
+  private readonly maxBodyBytes: number;
 
   /** Validates the options; a bad URL or token throws VendorError 'invalid' (naming neither value). */
   constructor(opts: SourcegraphClientOptions) {
@@ -120,6 +135,8 @@ export class SourcegraphClient {
     }
     this.token = opts.token;
     this.timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    this.resolveTarget = opts.resolveTarget;
+    this.maxBodyBytes = opts.maxBodyBytes ?? MAX_BODY_BYTES;
   }
 
   /** Reads the site configuration (redacted by the instance). */
@@ -140,7 +157,9 @@ export class SourcegraphClient {
     return {
       id: conf.id as number,
       contents: conf.effectiveContents,
-      validationMessages: conf.validationMessages as string[],
+      validationMessages: (conf.validationMessages as string[])
+        .slice(0, MAX_VALIDATION_MESSAGES)
+        .map((m) => sanitizeText(m)),
     };
   }
 
@@ -228,14 +247,36 @@ export class SourcegraphClient {
     extraSecrets: string[] = [],
     rawErrors = false,
   ): Promise<unknown> {
+    let target: PinnedTarget | undefined;
+    if (this.resolveTarget) {
+      try {
+        target = await this.resolveTarget(this.endpoint);
+      } catch (err) {
+        // Refused: permanent, the sentence names the URL and why. Unresolved: DNS may answer on a retry.
+        const refused = err instanceof TargetRefusedError;
+        throw new VendorError({
+          vendor: 'sourcegraph',
+          kind: refused ? 'forbidden' : 'unavailable',
+          code: refused ? 'target-refused' : undefined,
+          message: `Sourcegraph ${op}: ${err instanceof Error ? err.message : String(err)}`,
+        });
+      }
+    }
     let res: AxiosResponse<string>;
     try {
       res = await axios.post<string>(this.endpoint, JSON.stringify({ query, variables, operationName: op }), {
         timeout: this.timeoutMs,
+        // axios' timeout only notices an idle socket: the signal bounds the whole exchange against a slow drip.
+        signal: AbortSignal.timeout(this.timeoutMs),
         validateStatus: () => true,
         responseType: 'text',
         transformResponse: [(d: unknown) => d],
+        // Never followed: a redirect could carry the token elsewhere. A 3xx is an error below.
         maxRedirects: 0,
+        // The stream is destroyed as soon as the body passes the cap (also when decompressed).
+        maxContentLength: this.maxBodyBytes,
+        maxBodyLength: this.maxBodyBytes,
+        ...(target ? { lookup: pinnedLookup(target) as AxiosRequestConfig['lookup'] } : {}),
         headers: {
           'Content-Type': 'application/json',
           Accept: 'application/json',
@@ -244,7 +285,11 @@ export class SourcegraphClient {
       });
     } catch (err) {
       const code = isRecord(err) && typeof err.code === 'string' ? err.code : 'network error';
-      const timedOut = code === 'ECONNABORTED' || code === 'ETIMEDOUT';
+      const message = isRecord(err) && typeof err.message === 'string' ? err.message : '';
+      if (/maxContentLength/.test(message)) {
+        throw this.error(op, 'invalid', `the response body is larger than ${this.maxBodyBytes} bytes: refused`);
+      }
+      const timedOut = code === 'ECONNABORTED' || code === 'ETIMEDOUT' || code === 'ERR_CANCELED';
       throw this.error(
         op,
         'unavailable',
@@ -320,8 +365,10 @@ export class SourcegraphClient {
   }
 }
 
-function testEmailResult(ok: boolean, message: string): TestEmailResult {
-  const m = /look for test ID: ([A-Za-z0-9-]+)/.exec(message);
+function testEmailResult(ok: boolean, raw: string): TestEmailResult {
+  // The instance's sentence goes into the status and the history: bounded, without control characters.
+  const message = sanitizeText(raw);
+  const m = /look for test ID: ([A-Za-z0-9-]{1,40})/.exec(message);
   return m ? { ok, message, testId: m[1] } : { ok, message };
 }
 
@@ -344,6 +391,8 @@ function scrub(text: string, secrets: string[]): string {
 
 /** One line of server text, secrets removed, bounded in length. */
 function quote(text: string, secrets: string[] = []): string {
-  const line = scrub(text, secrets).replace(/\s+/g, ' ').trim();
+  const line = sanitizeText(scrub(text.slice(0, 100_000), secrets), 100_000)
+    .replace(/\s+/g, ' ')
+    .trim();
   return line.length > MAX_QUOTE ? `${line.slice(0, MAX_QUOTE)}…` : line;
 }

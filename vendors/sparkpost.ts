@@ -40,6 +40,8 @@ export interface ApiKeySummary {
   grants: string[];
   /** null for a key of the primary account. */
   subaccountId: number | null;
+  /** IPv4 addresses or CIDR blocks the key is limited to; empty = any address. */
+  validIps: string[];
 }
 
 /** A freshly created API key, the only moment the full key is known. */
@@ -283,13 +285,21 @@ export class SparkPostClient {
 
   // ---------------------------------------------------------------- api keys
 
-  /** Creates an API key on a subaccount. The returned `key` is never obtainable again. */
-  async createApiKey(subaccountId: number, label: string, grants: string[]): Promise<CreatedApiKey> {
+  /**
+   * Creates an API key on a subaccount, limited to `validIps` (IPv4 addresses or CIDR blocks; empty = any address).
+   * The returned `key` is never obtainable again.
+   */
+  async createApiKey(
+    subaccountId: number,
+    label: string,
+    grants: string[],
+    validIps: readonly string[] = [],
+  ): Promise<CreatedApiKey> {
     const spec: CallSpec = {
       method: 'POST',
       path: '/api-keys',
       subaccount: intId(subaccountId),
-      body: { label, grants, valid_ips: [] },
+      body: { label, grants, valid_ips: [...validIps] },
     };
     const r = obj(this.results(spec, await this.call(spec)));
     if (!r) throw this.malformed(spec, 'results is not an object');
@@ -327,9 +337,20 @@ export class SparkPostClient {
         shortKey: typeof r.short_key === 'string' ? r.short_key : '',
         grants: Array.isArray(r.grants) ? r.grants.filter((g): g is string => typeof g === 'string') : [],
         subaccountId: owner,
+        validIps: Array.isArray(r.valid_ips) ? r.valid_ips.filter((g): g is string => typeof g === 'string') : [],
       });
     }
     return keys;
+  }
+
+  /** Limits a subaccount's API key to `validIps` (empty = any address); the key itself stays the same. */
+  async updateApiKeyValidIps(subaccountId: number, id: string, validIps: readonly string[]): Promise<void> {
+    await this.call({
+      method: 'PUT',
+      path: `/api-keys/${encodeURIComponent(id)}`,
+      subaccount: intId(subaccountId),
+      body: { valid_ips: [...validIps] },
+    });
   }
 
   /** Deletes (revokes) an API key of a subaccount. A missing key is a VendorError `not-found`. */
@@ -976,6 +997,15 @@ function headerValue(v: unknown): string | undefined {
 function intId(id: number): number {
   if (!Number.isSafeInteger(id) || id < 0) {
     throw new VendorError({ vendor: 'sparkpost', kind: 'invalid', message: `SparkPost: invalid subaccount id ${id}.` });
+  }
+  // Id 0 is the primary account: a subaccount-scoped call with it would act on the whole account.
+  if (id === 0) {
+    throw new VendorError({
+      vendor: 'sparkpost',
+      kind: 'invalid',
+      code: 'primary-account',
+      message: "SparkPost: subaccount id 0 is SparkPost's primary account, refused for a subaccount-scoped call.",
+    });
   }
   return id;
 }

@@ -6,14 +6,17 @@
  * (accepted, not used: one key set serves every namespace) and, with "pass access token", `Authorization: Bearer`.
  *
  * Run directly (`npm run codec-server`) it is configured by the environment:
- *   MANAGED_SMTP_CODEC_PORT (8888), MANAGED_SMTP_CODEC_HOST (127.0.0.1), MANAGED_SMTP_CODEC_AUTH_TOKEN (optional),
- *   MANAGED_SMTP_CODEC_CORS_ORIGINS (http://localhost:8233,http://127.0.0.1:8233), and the keys (lib/codec.ts).
+ *   MANAGED_SMTP_CODEC_PORT (8888), MANAGED_SMTP_CODEC_HOST (127.0.0.1), MANAGED_SMTP_CODEC_AUTH_TOKEN (required),
+ *   MANAGED_SMTP_CODEC_CORS_ORIGINS (http://localhost:8233,http://127.0.0.1:8233), MANAGED_SMTP_CODEC_PASS_PLAINTEXT
+ *   (`1`: decode hands unencrypted payloads back unchanged; otherwise refused), and the keys (lib/codec.ts).
+ * Only `npm run dev` runs it without a token, by passing `insecureNoAuth` in-process. Error answers are generic: they
+ * never name key ids or say why a payload did not open.
  */
 import http from 'node:http';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Payload, PayloadCodec } from '@temporalio/common';
 import { temporal } from '@temporalio/proto';
-import { CodecConfigError, codecFromEnvironment } from '../lib/codec';
+import { CodecConfigError, ENCODING_ENCRYPTED, codecFromEnvironment } from '../lib/codec';
 import { listen } from '../lib/listen';
 
 /** Options of startCodecServer. */
@@ -24,8 +27,12 @@ export interface CodecServerOptions {
   port?: number;
   /** Interface to bind; 127.0.0.1 unless given. */
   host?: string;
-  /** When set, every POST must carry `Authorization: Bearer <authToken>` (401 otherwise). */
+  /** Every POST must carry `Authorization: Bearer <authToken>` (401 otherwise). Required unless `insecureNoAuth`. */
   authToken?: string;
+  /** Run without a token: only the local dev stack (`npm run dev`) sets it, bound to 127.0.0.1. */
+  insecureNoAuth?: boolean;
+  /** Decode hands unencrypted payloads back unchanged instead of refusing them (400). */
+  passPlaintext?: boolean;
   /** Browser origins allowed to call (exact, e.g. `http://localhost:8233`); other origins get 403. */
   corsOrigins: string[];
   /** Largest request body accepted (413 above); 4 MiB unless given. */
@@ -134,7 +141,11 @@ function payloadsToJson(payloads: Payload[]): { payloads: unknown[] } {
 export async function startCodecServer(opts: CodecServerOptions): Promise<CodecServer> {
   const origins = new Set(opts.corsOrigins.map(normalizeOrigin));
   const maxBody = opts.maxBodyBytes ?? DEFAULT_MAX_BODY;
+  if (!opts.authToken && !opts.insecureNoAuth) {
+    throw new CodecConfigError('the codec server needs a bearer token (MANAGED_SMTP_CODEC_AUTH_TOKEN)');
+  }
   const expectedAuth = opts.authToken ? digest(`Bearer ${opts.authToken}`) : null;
+  const encryptedMarker = Buffer.from(ENCODING_ENCRYPTED);
   const log = opts.log ?? (() => undefined);
 
   /** CORS headers for an allowed origin; nothing for requests without Origin (CLI, curl). */
@@ -228,12 +239,17 @@ export async function startCodecServer(opts: CodecServerOptions): Promise<CodecS
       throw new HttpError(400, 'body is not valid JSON');
     }
     const payloads = payloadsFromJson(body);
+    if (op === 'decode' && !opts.passPlaintext) {
+      // A plaintext payload was never encrypted by us: refusing it keeps decode from vouching for forged input.
+      const plain = payloads.findIndex((p) => !Buffer.from(p.metadata?.encoding ?? []).equals(encryptedMarker));
+      if (plain >= 0) throw new HttpError(400, `decode refused: payloads[${plain}] is not encrypted`);
+    }
     let out: Payload[];
     try {
       out = op === 'encode' ? await opts.codec.encode(payloads) : await opts.codec.decode(payloads);
-    } catch (err) {
-      // The protocol answers codec errors with 400; our codec's messages name key ids, never keys or contents.
-      throw new HttpError(400, `${op} failed: ${err instanceof Error ? err.message : String(err)}`);
+    } catch {
+      // Generic on purpose: which key ids are loaded, or why a payload did not open, helps only an attacker.
+      throw new HttpError(400, `${op} failed`);
     }
     send(res, 200, payloadsToJson(out), cors);
   };
@@ -283,6 +299,7 @@ export function codecServerSettings(env: NodeJS.ProcessEnv = process.env): {
   host: string;
   authToken?: string;
   corsOrigins: string[];
+  passPlaintext: boolean;
 } {
   const portText = env.MANAGED_SMTP_CODEC_PORT?.trim() || String(DEFAULT_PORT);
   const port = Number(portText);
@@ -292,7 +309,10 @@ export function codecServerSettings(env: NodeJS.ProcessEnv = process.env): {
   const host = env.MANAGED_SMTP_CODEC_HOST?.trim() || '127.0.0.1';
   if (!/^[A-Za-z0-9.:-]+$/.test(host)) throw new CodecConfigError('MANAGED_SMTP_CODEC_HOST must be a host name or IP');
   const authToken = env.MANAGED_SMTP_CODEC_AUTH_TOKEN?.trim() || undefined;
-  if (authToken !== undefined && !/^[\x21-\x7e]{16,}$/.test(authToken)) {
+  if (authToken === undefined) {
+    throw new CodecConfigError('MANAGED_SMTP_CODEC_AUTH_TOKEN is required: the bearer token callers must present');
+  }
+  if (!/^[\x21-\x7e]{16,}$/.test(authToken)) {
     throw new CodecConfigError('MANAGED_SMTP_CODEC_AUTH_TOKEN must be at least 16 printable characters, no spaces');
   }
   const originsText = env.MANAGED_SMTP_CODEC_CORS_ORIGINS?.trim() || DEFAULT_ORIGINS;
@@ -306,7 +326,9 @@ export function codecServerSettings(env: NodeJS.ProcessEnv = process.env): {
   } catch (err) {
     throw new CodecConfigError(`MANAGED_SMTP_CODEC_CORS_ORIGINS: ${(err as Error).message}`);
   }
-  return { port, host, ...(authToken ? { authToken } : {}), corsOrigins };
+  const pass = env.MANAGED_SMTP_CODEC_PASS_PLAINTEXT?.trim() || '0';
+  if (pass !== '0' && pass !== '1') throw new CodecConfigError('MANAGED_SMTP_CODEC_PASS_PLAINTEXT must be 0 or 1');
+  return { port, host, authToken, corsOrigins, passPlaintext: pass === '1' };
 }
 
 async function main(): Promise<void> {
@@ -331,8 +353,9 @@ async function main(): Promise<void> {
     log: (line) => process.stderr.write(`${line}\n`),
   });
   console.log(
-    `codec-server: listening on ${server.url} (keys: ${codec.keyIds.join(', ')}; current ${codec.currentKeyId}; ` +
-      `origins: ${settings.corsOrigins.join(', ')}; auth: ${settings.authToken ? 'bearer token' : 'none'})`,
+    `codec-server: listening on ${server.url} (${codec.keyIds.length} key(s); ` +
+      `origins: ${settings.corsOrigins.join(', ')}; auth: bearer token; ` +
+      `plaintext: ${settings.passPlaintext ? 'passed' : 'refused'})`,
   );
   const stop = () => {
     void server.close().then(() => {

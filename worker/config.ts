@@ -4,6 +4,7 @@
  * read separately by @temporalio/envconfig.
  */
 import { z } from 'zod';
+import { parseUrlPatterns, type UrlPattern } from '../lib/allow-list';
 
 /** Everything the worker reads from the environment besides the Temporal connection. */
 export interface WorkerConfig {
@@ -28,6 +29,8 @@ export interface WorkerConfig {
    * the fleet; an evicted idle instance is replayed from its (short) history when a request arrives.
    */
   maxCachedWorkflows: number;
+  /** MANAGED_SMTP_SOURCEGRAPH_URLS, parsed: where admin tokens may be sent (absent: the production default). */
+  sourcegraphUrls?: UrlPattern[];
 }
 
 const HOSTNAME =
@@ -101,6 +104,12 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerCo
       'SPARKPOST_API_KEY: is required: the SparkPost operator API key (or SPARKPOST_API_KEY_SECRET naming a Secret Manager version that holds it)',
     );
   }
+  let sourcegraphUrls: UrlPattern[] = [];
+  try {
+    sourcegraphUrls = parseUrlPatterns(env.MANAGED_SMTP_SOURCEGRAPH_URLS);
+  } catch (err) {
+    problems.push(`MANAGED_SMTP_SOURCEGRAPH_URLS: ${err instanceof Error ? err.message : String(err)}`);
+  }
   if (problems.length > 0 || !parsed.success) throw new ConfigError([...new Set(problems)]);
   const e = parsed.data;
   return {
@@ -115,5 +124,6 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerCo
     testRecipient: e.MANAGED_SMTP_TEST_RECIPIENT,
     maxActivitiesPerSecond: e.MANAGED_SMTP_MAX_ACTIVITIES_PER_SECOND,
     maxCachedWorkflows: e.MANAGED_SMTP_MAX_CACHED_WORKFLOWS,
+    sourcegraphUrls,
   };
 }

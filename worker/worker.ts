@@ -19,6 +19,7 @@ export function vendorDeps(config: WorkerConfig): ActivityDeps {
     sparkpost: new SparkPostClient({ baseUrl: config.sparkpostApiUrl, apiKey: config.sparkpostApiKey }),
     secrets: new SecretStore({ emulatorHost: config.secretManagerEmulatorHost }),
     sourcegraph: (opts) => new SourcegraphClient(opts),
+    sourcegraphUrls: config.sourcegraphUrls,
     settings: {
       relayHost: config.relayHost,
       relayPort: config.relayPort,

@@ -19,7 +19,8 @@ import type { EnableSpec, InstanceStatus } from '../../lib/types';
 import { OperationFailed } from '../errors';
 import { NoWorkflowError, type ManagedSmtpClient, type RequestHandle } from '../index';
 import type { CliContext, CommandModule, GlobalOpts } from '../smtpctl';
-import { UsageError } from '../validation';
+import { UsageError, allowedSourcegraphUrls } from '../validation';
+import { adminTokenSecretProblem, egressIpsProblem, sourcegraphUrlProblem } from '../../lib/allow-list';
 
 const instanceSchema = z
   .object({
@@ -29,9 +30,28 @@ const instanceSchema = z
     adminTokenSecret: z.string().regex(SECRET_VERSION_PATTERN, 'must be a Secret Manager version name').optional(),
     senderName: z.string().min(1).max(100).optional(),
     force: z.boolean().optional(),
+    /** The instance's egress IPv4 addresses or CIDR blocks: the send key is limited to them. */
+    egressIps: z
+      .array(z.string())
+      .optional()
+      .superRefine((v, ctx) => {
+        const problem = v === undefined ? null : egressIpsProblem(v);
+        if (problem) ctx.addIssue({ code: 'custom', message: problem.replace(/^egressIps:? ?/, '') });
+      }),
     managedSMTP: z.object({ disabled: z.boolean().optional() }).optional(),
   })
-  .strict();
+  .strict()
+  .superRefine((i, ctx) => {
+    // The same allow-list and token rule as `smtpctl enable` (and the worker).
+    const url = sourcegraphUrlProblem(i.sourcegraphUrl.replace(/\/+$/, ''), allowedSourcegraphUrls());
+    if (url) ctx.addIssue({ code: 'custom', path: ['sourcegraphUrl'], message: url.replace(/^sourcegraphUrl /, '') });
+    if (i.adminTokenSecret !== undefined) {
+      const token = adminTokenSecretProblem(i.adminTokenSecret, i.gcpProject);
+      if (token) {
+        ctx.addIssue({ code: 'custom', path: ['adminTokenSecret'], message: token.replace(/^adminTokenSecret /, '') });
+      }
+    }
+  });
 
 const fleetSchema = z.object({ instances: z.array(instanceSchema).max(20_000) }).strict();
 
@@ -79,6 +99,7 @@ function specOf(i: FleetInstance): EnableSpec {
     force: i.force ?? false,
   };
   if (i.senderName !== undefined) spec.senderName = i.senderName;
+  if (i.egressIps !== undefined) spec.egressIps = i.egressIps;
   return spec;
 }
 
@@ -88,7 +109,10 @@ function sameSpec(a: EnableSpec | null, b: EnableSpec): boolean {
     a.sourcegraphUrl === b.sourcegraphUrl &&
     a.gcpProject === b.gcpProject &&
     a.adminTokenSecret === b.adminTokenSecret &&
-    (a.senderName ?? null) === (b.senderName ?? null)
+    (a.senderName ?? null) === (b.senderName ?? null) &&
+    // A change of egress IPs re-runs enable, which updates the key's valid_ips.
+    JSON.stringify([...(a.egressIps ?? [])].sort()) === JSON.stringify([...(b.egressIps ?? [])].sort()) &&
+    (a.egressIps === undefined) === (b.egressIps === undefined)
   );
 }
 

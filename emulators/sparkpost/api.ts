@@ -8,7 +8,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import http from 'node:http';
 
 import { Faults, type FaultConfig } from '../../lib/faults';
-import type { AddressInfo } from 'node:net';
+import { BlockList, isIPv4, type AddressInfo } from 'node:net';
 import { listen } from '../../lib/listen';
 import { WebhookDispatcher, type WebhookDispatcherOptions } from './webhooks';
 
@@ -460,11 +460,13 @@ export class SparkPostEmulator {
    * Used by the relay: a key that exists, has grant smtp/inject, whose subaccount (or primary when null) is active
    * and compliance_status active. Returns null otherwise.
    */
-  authenticateSmtpKey(key: string): { subaccountId: number | null; keyId: string } | null {
+  authenticateSmtpKey(key: string, remoteAddress?: string): { subaccountId: number | null; keyId: string } | null {
     if (!key) return null;
     if (key === this.operatorKey) return { subaccountId: null, keyId: 'operator' };
     const k = this.state.apiKeys.find((x) => x.key === key);
     if (!k || !k.grants.includes('smtp/inject')) return null;
+    // A key limited to IP addresses fails AUTH from any other address (SMTP 535, like a wrong key).
+    if (k.valid_ips.length > 0 && (remoteAddress === undefined || !ipInList(remoteAddress, k.valid_ips))) return null;
     if (k.subaccount_id !== null) {
       const s = this.findSubaccount(k.subaccount_id);
       if (!s || s.status !== 'active' || s.compliance_status !== 'active') return null;
@@ -1255,7 +1257,7 @@ export class SparkPostEmulator {
       if (!Array.isArray(b.valid_ips) || b.valid_ips.some((x) => typeof x !== 'string')) {
         throw invalid('valid_ips must be an array of strings');
       }
-      validIps = b.valid_ips as string[];
+      validIps = validIpList(b.valid_ips as string[]);
     }
     const k = this.newKey(owner, b.label, grants, validIps);
     return {
@@ -1292,7 +1294,7 @@ export class SparkPostEmulator {
       if (!Array.isArray(b.valid_ips) || b.valid_ips.some((x) => typeof x !== 'string')) {
         throw invalid('valid_ips must be an array of strings');
       }
-      k.valid_ips = b.valid_ips as string[];
+      k.valid_ips = validIpList(b.valid_ips as string[]);
     }
     return { status: 200, body: { results: this.keyJson(k) } };
   }
@@ -1790,4 +1792,28 @@ function send(res: http.ServerResponse, r: Reply): void {
     ...r.headers,
   });
   res.end(body);
+}
+
+/** `valid_ips` as SparkPost accepts it: IPv4 addresses or CIDR blocks. */
+function validIpList(ips: string[]): string[] {
+  for (const ip of ips) {
+    const [addr, prefix, extra] = ip.split('/');
+    const bits = prefix === undefined ? 32 : /^\d{1,2}$/.test(prefix) ? Number(prefix) : -1;
+    if (extra !== undefined || !isIPv4(addr) || bits < 0 || bits > 32) {
+      throw invalid(`valid_ips: ${JSON.stringify(ip)} is not an IPv4 address or CIDR block`);
+    }
+  }
+  return ips;
+}
+
+/** Whether `address` (IPv4, or IPv4-mapped IPv6 as a socket reports it) lies in one of `ips`. */
+function ipInList(address: string, ips: string[]): boolean {
+  const v4 = address.replace(/^::ffff:/i, '');
+  if (!isIPv4(v4)) return false;
+  const list = new BlockList();
+  for (const ip of ips) {
+    const [addr, prefix] = ip.split('/');
+    list.addSubnet(addr, prefix === undefined ? 32 : Number(prefix), 'ipv4');
+  }
+  return list.check(v4, 'ipv4');
 }

@@ -91,9 +91,9 @@ export class SmtpRelayEmulator {
         session.disabledCommands = [];
         callback();
       },
-      onAuth(auth, _session, callback) {
+      onAuth(auth, session, callback) {
         const key = typeof auth.password === 'string' ? auth.password : '';
-        const who = auth.username === SMTP_USERNAME ? sp.authenticateSmtpKey(key) : null;
+        const who = auth.username === SMTP_USERNAME ? sp.authenticateSmtpKey(key, session.remoteAddress) : null;
         if (!who) {
           callback(smtpError(535, '5.7.8 Error: authentication failed: No authentication type succeeded'));
           return;

@@ -6,7 +6,9 @@ import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { Worker } from '@temporalio/worker';
 import { ManagedSmtpClient } from '../../client';
 import type { ActivityDeps } from '../../activities';
-import { EmulatorStack } from '../../emulators/stack';
+import { EmulatorStack, STACK_SOURCEGRAPH_URLS } from '../../emulators/stack';
+import { DEFAULT_SOURCEGRAPH_URLS } from '../../lib/allow-list';
+import type { Resolver } from '../../lib/target-guard';
 import { createManagedSmtpWorker, vendorDeps } from '../../worker/worker';
 import { startTemporal, uniqueTaskQueue, workflowBundle } from './temporal';
 import { sendKeySecretName } from '../../lib/instance';
@@ -39,6 +41,8 @@ export class World {
   ) {}
 
   static async start(): Promise<World> {
+    // smtpctl runs in-process: it checks --sourcegraph-url against the emulators' loopback pattern (and production's).
+    process.env.MANAGED_SMTP_SOURCEGRAPH_URLS = `${STACK_SOURCEGRAPH_URLS},${DEFAULT_SOURCEGRAPH_URLS}`;
     const [env, stack] = await Promise.all([startTemporal(), EmulatorStack.start()]);
     return new World(env, stack);
   }
@@ -94,10 +98,15 @@ export class World {
 
   /** Runs smtpctl in-process against this world's Temporal server (MANAGED_SMTP_TASK_QUEUE picks the lane). */
   async cli(...argv: string[]): Promise<CliRun> {
+    return this.cliWith({}, ...argv);
+  }
+
+  /** Like cli, with a fake DNS for smtpctl's address check. */
+  async cliWith(opts: { resolver?: Resolver }, ...argv: string[]): Promise<CliRun> {
     let out = '';
     let err = '';
     const io: Io = { out: (t) => void (out += t), err: (t) => void (err += t) };
-    const code = await runCli(argv, io, async () => this.env.client);
+    const code = await runCli(argv, io, async () => this.env.client, opts);
     return { code, out, err };
   }
 

@@ -87,7 +87,12 @@ export async function disable(e: Entity, request: DisableRequest): Promise<void>
     problems.push(
       ...(await runUndo(
         e,
-        [{ step: 'delete-secret', run: () => compensating.deleteSendKeySecret({ gcpProject: spec.gcpProject }) }],
+        [
+          {
+            step: 'delete-secret',
+            run: () => compensating.deleteSendKeySecret({ gcpProject: spec.gcpProject, instance }),
+          },
+        ],
         'disabling',
       )),
     );

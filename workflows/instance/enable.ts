@@ -49,7 +49,7 @@ async function moveAway(e: Entity, old: EnableSpec): Promise<void> {
     if (r.leftAlone) s.warnings.push(`the old site's email settings were the customer's by then and were left alone`);
   }
   e.publish('provisioning', 'delete-secret');
-  await compensating.deleteSendKeySecret({ gcpProject: old.gcpProject });
+  await compensating.deleteSendKeySecret({ gcpProject: old.gcpProject, instance: s.instance });
   s.previousSettings = null;
   s.secretVersion = null;
   s.keyId = null;
@@ -131,6 +131,7 @@ export async function enable(e: Entity, request: EnableRequest): Promise<void> {
       gcpProject: spec.gcpProject,
       subaccountId: sub.id,
       ...(terminate ? { freshSubaccount: true } : {}),
+      ...(spec.egressIps !== undefined ? { egressIps: spec.egressIps } : {}),
     });
     s.keyId = key.keyId;
     s.secretVersion = key.secretVersion;
@@ -187,7 +188,7 @@ export async function enable(e: Entity, request: EnableRequest): Promise<void> {
       if (reached.has('store-send-key')) {
         undo.push({
           step: 'delete-secret',
-          run: () => compensating.deleteSendKeySecret({ gcpProject: spec.gcpProject }),
+          run: () => compensating.deleteSendKeySecret({ gcpProject: spec.gcpProject, instance }),
         });
       }
     }

@@ -31,7 +31,10 @@ export async function rotate(e: Entity, requestId: string): Promise<void> {
   let fresh: { keyId: string; secretVersion: string } | null = null;
   try {
     e.publish('active', 'mint-new-key');
-    fresh = await dayTwo.mintSendKey(base);
+    fresh = await dayTwo.mintSendKey({
+      ...base,
+      ...(spec.egressIps !== undefined ? { egressIps: spec.egressIps } : {}),
+    });
     e.publish('active', 'patch-site-config');
     await dayTwo.applyKeyToSiteConfig({
       ...site,

@@ -16,7 +16,8 @@ export interface UndoStep {
 
 /** Where the instance's Sourcegraph is and which secret holds its admin token. */
 export function siteOf(spec: EnableSpec): SiteRef {
-  return { sourcegraphUrl: spec.sourcegraphUrl, adminTokenSecret: spec.adminTokenSecret };
+  // gcpProject: the activity refuses an admin token outside the instance's own project.
+  return { sourcegraphUrl: spec.sourcegraphUrl, adminTokenSecret: spec.adminTokenSecret, gcpProject: spec.gcpProject };
 }
 
 /** `{ senderDomain }` when the sender is on a verified custom domain, else nothing (the shared domain). */
