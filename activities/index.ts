@@ -250,11 +250,11 @@ export function createActivities(rawDeps: ActivityDeps) {
       freshSubaccount?: boolean;
     }): Promise<SendKeyRef> {
       const secretName = sendKeySecretName(input.gcpProject);
-      const { created } = await secrets.ensureSecret(
-        input.gcpProject,
-        SEND_KEY_SECRET_ID,
-        sendKeySecretLabels(input.instance),
-      );
+      // An earlier attempt that made sure of the secret says so in its heartbeat details (issue 15).
+      const { created } = keyProgress.secretReadyEarlier()
+        ? { created: false }
+        : await secrets.ensureSecret(input.gcpProject, SEND_KEY_SECRET_ID, sendKeySecretLabels(input.instance));
+      keyProgress.secretReady();
       // A secret this call created has no versions, and no earlier attempt got as far as minting (minting comes
       // after creating the secret); on a fresh subaccount there is then no key to find either.
       let keys =

@@ -13,6 +13,8 @@ import { previousProgress, recordProgress } from './progress';
 
 /** Heartbeat details of ensureSendKey: ids of what the attempt did, never the key. */
 export interface SendKeyProgress {
+  /** The send-key secret exists (an attempt created or found it): later attempts need not ensure it again. */
+  secretReady?: boolean;
   /** A key this attempt minted. */
   mintedKeyId?: string;
   /** The secret version that holds it, once stored. */
@@ -48,6 +50,21 @@ export function createKeyProgress(
   }
 
   return {
+    /**
+     * Whether an earlier attempt already made sure the secret exists (then this attempt skips ensureSecret, two calls
+     * of which either may fail). Passes the fact on to the next attempt.
+     */
+    secretReadyEarlier(): boolean {
+      const ready = previousProgress<SendKeyProgress>().secretReady === true;
+      if (ready) recordProgress<SendKeyProgress>({ secretReady: true });
+      return ready;
+    },
+
+    /** Records that the secret exists. */
+    secretReady(): void {
+      recordProgress<SendKeyProgress>({ secretReady: true });
+    },
+
     /**
      * The send key an earlier attempt minted but did not store, if it is still among `keys`: revoke it before minting
      * another (the caller found no live key matching the secret, so nothing can be using it).

@@ -97,12 +97,16 @@ export function lastDetails(): unknown {
   return ctx ? recorded.get(ctx) : undefined;
 }
 
-/** Records what this attempt has done (ids only, never a secret) and heartbeats it; the next attempt reads it back. */
+/**
+ * Records what this attempt has done (ids only, never a secret), merged into what it recorded before, and heartbeats
+ * it; the next attempt reads it back with previousProgress.
+ */
 export function recordProgress<T extends object>(details: T): void {
   const ctx = currentContext();
   if (!ctx) return;
-  recorded.set(ctx, details);
-  ctx.heartbeat(details);
+  const merged = { ...(recorded.get(ctx) as object | undefined), ...details };
+  recorded.set(ctx, merged);
+  ctx.heartbeat(merged);
 }
 
 /** What the previous attempt recorded, if anything. */
@@ -115,7 +119,7 @@ export function previousProgress<T extends object>(): Partial<T> {
 /** How long a provisioning step counts as young, from its first schedule. */
 export const YOUNG_FOR_MS = 120_000;
 /** The backoff ceiling of a young step, in ms (the policy's ceiling is a minute). */
-export const YOUNG_MAX_DELAY_MS = 4_000;
+export const YOUNG_MAX_DELAY_MS = 2_000;
 
 /** Provisioning steps of enable that get the young ceiling; the test email keeps its own budget. */
 export const YOUNG_BACKOFF_ACTIVITIES: ReadonlySet<string> = new Set([
@@ -127,7 +131,7 @@ export const YOUNG_BACKOFF_ACTIVITIES: ReadonlySet<string> = new Set([
 ]);
 
 /**
- * The next-retry delay of a young provisioning step after a transient failure (1, 2, 4, 4, ... s, or a shorter delay
+ * The next-retry delay of a young provisioning step after a transient failure (1, 2, 2, 2, ... s, or a shorter delay
  * the caller computed), or undefined when the policy's backoff applies: the step is not a provisioning step, is older
  * than YOUNG_FOR_MS, or the vendor said how long to wait.
  */

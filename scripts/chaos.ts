@@ -29,7 +29,7 @@ import { Client, Connection } from '@temporalio/client';
 import { bundleWorkflowCode, DefaultLogger } from '@temporalio/worker';
 import { ManagedSmtpClient } from '../client';
 import { EmulatorStack, specFor, type EmulatedInstance } from '../emulators/stack';
-import { SEND_KEY_LABEL } from '../lib/instance';
+import { SEND_KEY_LABEL, workflowIdFor } from '../lib/instance';
 import { STATE_KEY } from '../lib/search-attributes';
 import type { InstanceState } from '../lib/types';
 import {
@@ -305,6 +305,28 @@ export async function runChaos(opts: ChaosOptions = {}): Promise<ChaosFigures> {
       }
     };
     const inFlight = () => instances.filter((i) => states.get(i.name) === 'provisioning').length;
+    // What a straggler is waiting on, so slow can be told from stuck: its pending activities (the failure messages
+    // name no secret) or, with none pending, its workflow task.
+    const logPending = async (pendingInstances: readonly EmulatedInstance[]): Promise<void> => {
+      for (const i of pendingInstances.slice(0, 3)) {
+        try {
+          const d = await temporal.workflow.getHandle(workflowIdFor(i.name)).describe();
+          const acts = d.raw.pendingActivities ?? [];
+          const what = acts.length
+            ? acts
+                .map(
+                  (a) =>
+                    `${a.activityType?.name ?? '?'} attempt ${a.attempt ?? '?'} (${String(a.state)}), last failure: ` +
+                    `${(a.lastFailure?.message ?? 'none').slice(0, 160)}`,
+                )
+                .join('; ')
+            : `no pending activity; workflow task ${d.raw.pendingWorkflowTask ? `attempt ${d.raw.pendingWorkflowTask.attempt}` : 'none'}`;
+          log(`  ${i.name} (${states.get(i.name) ?? '?'}): ${what}`);
+        } catch (err) {
+          log(`  ${i.name}: describe failed: ${err instanceof Error ? err.message.split('\n')[0] : String(err)}`);
+        }
+      }
+    };
 
     // Faults on; every instance's next config write races with a human edit (some with two).
     st.sparkpost.faults.set({
@@ -407,6 +429,7 @@ export async function runChaos(opts: ChaosOptions = {}): Promise<ChaosFigures> {
           if (Date.now() - lastReport > 15_000) {
             lastReport = Date.now();
             log(`faults on; ${activeAt.size}/${n} instances active`);
+            if (Date.now() - enableStart > 60_000) await logPending(instances.filter((i) => !activeAt.has(i.name)));
           }
           await sleep(500);
         }

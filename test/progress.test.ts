@@ -194,6 +194,23 @@ describe('a minted key never waits for the next attempt to be revoked', { timeou
     await convergesAfterwards('mintdrop', id);
   });
 
+  test('an earlier attempt that made sure of the secret (heartbeat details) spares the next one ensureSecret', async () => {
+    const id = await subaccount('ready');
+    await deps.secrets.ensureSecret('sg-ready', 'managed-smtp-send-key', {});
+    const acts = createActivities(deps);
+    stack.secretManager.faults.set({ errorRate: 1, match: 'CreateSecret|GetSecret' });
+    try {
+      const r = await run(() => acts.ensureSendKey({ instance: 'ready', gcpProject: 'sg-ready', subaccountId: id }), {
+        attempt: 2,
+        heartbeatDetails: { secretReady: true },
+      });
+      assert.equal(r.minted, true);
+    } finally {
+      stack.secretManager.faults.reset();
+    }
+    await convergesAfterwards('ready', id);
+  });
+
   test("an earlier attempt's unstored key (heartbeat details) is revoked before another is minted", async () => {
     const id = await subaccount('unstored');
     // What a worker killed between mint and store leaves: a live key, its id in the attempt's heartbeat details.
