@@ -1,12 +1,14 @@
 /**
  * Turns VendorErrors into Temporal ApplicationFailures: permanent kinds become non-retryable (the workflow fails
  * fast and compensates), transient kinds stay retryable and Temporal's retry policy backs off. A 429 gets an explicit
- * next-retry delay: the vendor's Retry-After, or SparkPost's advice of 1 to 5 s growing with the attempt.
+ * next-retry delay: the vendor's Retry-After, or SparkPost's advice of 1 to 5 s growing with the attempt. A young
+ * provisioning step's transient failure is retried within a few seconds (activities/progress.ts, issue 15).
  */
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { VendorError } from '../lib/errors';
 import { sanitizeText } from '../lib/sanitize';
+import { youngRetryDelayMs } from './progress';
 
 /** ApplicationFailure type of a failed test email (retryable: replicas pick up new settings within ~5 s). */
 export const TEST_EMAIL_FAILED = 'TestEmailFailed';
@@ -49,7 +51,11 @@ export function toFailure(err: unknown): unknown {
   return ApplicationFailure.create({
     message,
     type: err.type,
-    nextRetryDelay: err.kind === 'rate-limited' ? rateLimitDelayMs(err, currentAttempt()) : undefined,
+    // A young provisioning step retries within seconds (activities/progress.ts); otherwise the policy backs off.
+    nextRetryDelay: youngRetryDelayMs(
+      err,
+      err.kind === 'rate-limited' ? rateLimitDelayMs(err, currentAttempt()) : undefined,
+    ),
   });
 }
 

@@ -5,10 +5,12 @@
  * filing): a bare heartbeat would replace their details.
  */
 import { Context } from '@temporalio/activity';
+import { lastDetails } from './progress';
 
 function beat(): void {
   try {
-    Context.current().heartbeat();
+    // Repeats the details the activity recorded (recordProgress), if any, so a bare heartbeat does not wipe them.
+    Context.current().heartbeat(lastDetails());
   } catch {
     // Outside an activity (unit tests, scripts): nothing to report to.
   }

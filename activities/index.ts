@@ -44,6 +44,8 @@ import { createDomainActivities } from './domains';
 import { createFleetActivities } from './fleet';
 import { createProtectionActivities } from './protection';
 import { heartbeating } from './heartbeat';
+import { IDEMPOTENT_READS, retryingReads } from './progress';
+import { createKeyProgress } from './key-progress';
 import { reportingRetries } from './stuck';
 import {
   createSiteAccess,
@@ -184,11 +186,12 @@ export function sameIps(a: readonly string[], b: readonly string[]): boolean {
 /** Builds the activities from injected clients. */
 export function createActivities(rawDeps: ActivityDeps) {
   // Every vendor call heartbeats first, so a killed worker's activity is retried after the heartbeat timeout.
+  // Idempotent reads get a short bounded retry inside the activity (activities/progress.ts); writes never do.
   const deps: ActivityDeps = {
     ...rawDeps,
-    sparkpost: heartbeating(rawDeps.sparkpost),
-    secrets: heartbeating(rawDeps.secrets),
-    sourcegraph: (opts) => heartbeating(rawDeps.sourcegraph(opts)),
+    sparkpost: retryingReads(heartbeating(rawDeps.sparkpost), IDEMPOTENT_READS.sparkpost),
+    secrets: retryingReads(heartbeating(rawDeps.secrets), IDEMPOTENT_READS.secrets),
+    sourcegraph: (opts) => retryingReads(heartbeating(rawDeps.sourcegraph(opts)), IDEMPOTENT_READS.sourcegraph),
   };
   const { sparkpost, secrets, settings } = deps;
 
@@ -203,6 +206,7 @@ export function createActivities(rawDeps: ActivityDeps) {
   }
 
   const housekeeping = createKeyHousekeeping(sparkpost, secrets);
+  const keyProgress = createKeyProgress(sparkpost, secrets);
 
   /** Sets the kept key's valid_ips to `egressIps` when they differ (absent: the key's limit is left alone). */
   async function syncValidIps(
@@ -311,14 +315,14 @@ export function createActivities(rawDeps: ActivityDeps) {
     }): Promise<SendKeyRef> {
       await refuseForeignSendKeySecret(secrets, input.instance, input.gcpProject);
       const secretName = sendKeySecretName(input.gcpProject);
-      const { created } = await secrets.ensureSecret(
-        input.gcpProject,
-        SEND_KEY_SECRET_ID,
-        sendKeySecretLabels(input.instance),
-      );
+      // An earlier attempt that made sure of the secret says so in its heartbeat details (issue 15).
+      const { created } = keyProgress.secretReadyEarlier()
+        ? { created: false }
+        : await secrets.ensureSecret(input.gcpProject, SEND_KEY_SECRET_ID, sendKeySecretLabels(input.instance));
+      keyProgress.secretReady();
       // A secret this call created has no versions, and no earlier attempt got as far as minting (minting comes
       // after creating the secret); on a fresh subaccount there is then no key to find either.
-      const keys =
+      let keys =
         created && input.freshSubaccount
           ? []
           : (await sparkpost.listApiKeys(input.subaccountId)).filter((k) => k.label === SEND_KEY_LABEL);
@@ -332,19 +336,26 @@ export function createActivities(rawDeps: ActivityDeps) {
         );
         if (matching.length === 1) keep = { keyId: matching[0].id, secretVersion: latest.name };
       }
+      let revokedFirst = 0;
       if (!keep) {
-        const created = await sparkpost.createApiKey(
-          input.subaccountId,
-          SEND_KEY_LABEL,
-          [...SEND_KEY_GRANTS],
-          input.egressIps ?? [],
-        );
-        const secretVersion = await secrets.addVersion(secretName, created.key);
-        keep = { keyId: created.id, secretVersion };
+        // A key an earlier attempt minted but could not store goes before another is minted (issue 15).
+        const unstored = keyProgress.unstoredKeyOfEarlierAttempt(keys);
+        if (unstored && (await keyProgress.revokeQuietly(input.subaccountId, unstored))) {
+          keys = keys.filter((k) => k.id !== unstored);
+          revokedFirst++;
+        }
+        keep = await keyProgress.mintAndStore({
+          subaccountId: input.subaccountId,
+          secretName,
+          before: keys,
+          mint: () =>
+            sparkpost.createApiKey(input.subaccountId, SEND_KEY_LABEL, [...SEND_KEY_GRANTS], input.egressIps ?? []),
+        });
         minted = true;
       }
       if (!minted) await syncValidIps(input.subaccountId, keep.keyId, input.egressIps, keys);
-      const revokedOrphans = await housekeeping.revokeSendKeys(input.subaccountId, { except: keep.keyId, keys });
+      const revokedOrphans =
+        revokedFirst + (await housekeeping.revokeSendKeys(input.subaccountId, { except: keep.keyId, keys }));
       if (!created) await housekeeping.destroyEnabledVersions(secretName, keep.secretVersion);
       return { ...keep, minted, revokedOrphans };
     },

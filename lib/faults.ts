@@ -12,6 +12,11 @@ export interface FaultConfig {
   rateLimitRate: number;
   /** Probability of applying the request and then dropping the connection before the response. */
   dropResponseRate: number;
+  /**
+   * How long a dropped response hangs before the connection is cut, in milliseconds (0 or unset: cut at once). A hang
+   * longer than the client's timeout is an applied-then-hung request: the client gives up not knowing the outcome.
+   */
+  hangMs?: number;
   /** Fixed latency added to every request, in milliseconds. */
   latencyMs: number;
   /** Random extra latency in [0, latencyJitterMs). */

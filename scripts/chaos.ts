@@ -7,9 +7,16 @@
  * subaccount, one live key, one matching secret version, the managed settings in the raw site configuration, no
  * human edit lost.
  *
- *   npx tsx scripts/chaos.ts [--instances 40] [--seed 1] [--runs 1] [--kills 4] [--restarts 1] [--window 40] [--scale 1]
+ *   npx tsx scripts/chaos.ts [--preset heavy] [--instances 40] [--seed 1] [--runs 1] [--kills 4] [--restarts 1]
+ *                            [--window 40] [--scale 1]
  *
  * `--window` is how long (seconds) faults stay on after the enables; `--scale` multiplies every fault rate.
+ * `--preset heavy` is issue 15's operator run: 12 instances enabled at once; every SparkPost call 20 % 5xx, 10 % 429,
+ * 5 % applied-then-hung (the response never comes, the client times out); Secret Manager 10 % UNAVAILABLE; 30 % of
+ * the instances get a human edit racing their site-configuration write; a worker SIGKILLed twice; the Temporal server
+ * restarted once. Its faults stay on until every instance is active, and a run passes only when the last one is
+ * active within 120 s. Every run reports the time until the last instance was active and the longest time any
+ * subaccount held two live send keys (from the emulator's key records: minted and revoked times).
  *
  * Fault decisions and the chaos schedule come from seeded PRNGs, so a seed injects the same sequence of faults and
  * events; the interleaving of concurrent requests (and so which request gets which fault) still varies a little.
@@ -19,8 +26,10 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
+import { bundleWorkflowCode, DefaultLogger } from '@temporalio/worker';
 import { ManagedSmtpClient } from '../client';
 import { EmulatorStack, specFor, type EmulatedInstance } from '../emulators/stack';
+import { SEND_KEY_LABEL, workflowIdFor } from '../lib/instance';
 import { STATE_KEY } from '../lib/search-attributes';
 import type { InstanceState } from '../lib/types';
 import {
@@ -45,6 +54,10 @@ export interface ChaosRates {
   doubleRace: number;
   /** Background human edits (not tied to a write) per second, across all instances, during the chaos window. */
   humanEditsPerSecond: number;
+  /** Share of instances whose next config write races with a human edit (default 1: every one). */
+  raceRate?: number;
+  /** How long an applied-then-dropped SparkPost response hangs before the connection is cut (default 0: at once). */
+  sparkpostHangMs?: number;
 }
 
 /** The default rates: high enough that every instance meets faults, low enough that a run ends in minutes. */
@@ -56,6 +69,42 @@ export const DEFAULT_RATES: ChaosRates = {
   doubleRace: 0.3,
   humanEditsPerSecond: 2,
 };
+
+/** A named set of options (`--preset NAME`). */
+export interface ChaosPreset {
+  instances: number;
+  workerKills: number;
+  serverRestarts: number;
+  chaosMs: number;
+  rates: ChaosRates;
+  faultsUntilActive: boolean;
+  convergeWithinMs: number;
+}
+
+/** Issue 15's heavy preset (see the file comment); the CI-sized chaos test runs it too. */
+export const HEAVY_PRESET: ChaosPreset = {
+  instances: 12,
+  workerKills: 2,
+  serverRestarts: 1,
+  // The kills and the restart fall in the first 45 s, while instances are still provisioning.
+  chaosMs: 45_000,
+  rates: {
+    sparkpost: { error: 0.2, rateLimit: 0.1, drop: 0.05 },
+    secretManager: { error: 0.1, drop: 0 },
+    sourcegraph: { error: 0, drop: 0 },
+    relay: { error: 0 },
+    doubleRace: 0,
+    humanEditsPerSecond: 0,
+    raceRate: 0.3,
+    // Longer than the vendor client's 15 s timeout: the client gives up without an answer.
+    sparkpostHangMs: 20_000,
+  },
+  faultsUntilActive: true,
+  convergeWithinMs: 120_000,
+};
+
+/** Presets by name. */
+export const PRESETS: Readonly<Record<string, ChaosPreset>> = { heavy: HEAVY_PRESET };
 
 /** Options of runChaos. */
 export interface ChaosOptions {
@@ -74,6 +123,13 @@ export interface ChaosOptions {
   /** How long instances get to settle once faults are off, in ms (default 5 min). */
   settleTimeoutMs?: number;
   rates?: ChaosRates;
+  /**
+   * Keep the faults on after the chaos window until every instance is active (or the settle timeout), instead of
+   * turning them off at the end of the window.
+   */
+  faultsUntilActive?: boolean;
+  /** A run passes only when the last instance was active within this many ms of the enables (default: no limit). */
+  convergeWithinMs?: number;
   /** Progress lines (default: stderr). */
   log?: (line: string) => void;
   /** Path of the temporal binary (default: findTemporalCli()). */
@@ -119,6 +175,12 @@ export interface ChaosFigures {
   wallMs: number;
   /** From faults off until every instance settled, in ms. */
   settleMs: number;
+  /** From the enables until the last instance was first seen active (polled every second), in ms; null: not all were. */
+  lastActiveMs: number | null;
+  /** The limit on lastActiveMs a run must meet (null: none). */
+  convergeWithinMs: number | null;
+  /** The longest time one subaccount held two or more live send keys, in ms, from the emulator's key records. */
+  twoKeyWindow: { ms: number; instance: string | null };
   /** Findings of instances that did not converge (empty when all did). */
   problems: InstanceFinding[];
 }
@@ -131,6 +193,20 @@ const ORIGINAL_MARKERS = [
   '// The externally accessible URL for Sourcegraph',
   '// Builtin username/password sign-in only; sign-up is by invitation.',
 ];
+
+let bundled: Promise<string> | null = null;
+
+/**
+ * The workflow code bundled once per process, as the container image does (scripts/bundle-workflows.ts): a worker
+ * restarted after a SIGKILL polls again within seconds, like a restarted pod, instead of bundling for a minute.
+ */
+function workflowBundle(): Promise<string> {
+  bundled ??= bundleWorkflowCode({
+    workflowsPath: require.resolve('../workflows'),
+    logger: new DefaultLogger('WARN'),
+  }).then(({ code }) => code);
+  return bundled;
+}
 
 /** One chaos run. Throws only when the set-up itself fails; convergence problems come back in the figures. */
 export async function runChaos(opts: ChaosOptions = {}): Promise<ChaosFigures> {
@@ -175,7 +251,14 @@ export async function runChaos(opts: ChaosOptions = {}): Promise<ChaosFigures> {
     const srv = server;
     log(`temporal dev server on ${srv.address}, db ${path.join(dir, 'chaos.db')}`);
     const taskQueue = `chaos-${seed}`;
-    const env = { ...st.workerEnv(taskQueue), TEMPORAL_ADDRESS: srv.address, TEMPORAL_NAMESPACE: 'default' };
+    const bundlePath = path.join(dir, 'workflow-bundle.js');
+    writeFileSync(bundlePath, await workflowBundle());
+    const env = {
+      ...st.workerEnv(taskQueue),
+      TEMPORAL_ADDRESS: srv.address,
+      TEMPORAL_NAMESPACE: 'default',
+      MANAGED_SMTP_WORKFLOW_BUNDLE: bundlePath,
+    };
 
     // Worker slots: a worker that dies without being killed by us is counted and restarted.
     let unexpectedExits = 0;
@@ -222,6 +305,28 @@ export async function runChaos(opts: ChaosOptions = {}): Promise<ChaosFigures> {
       }
     };
     const inFlight = () => instances.filter((i) => states.get(i.name) === 'provisioning').length;
+    // What a straggler is waiting on, so slow can be told from stuck: its pending activities (the failure messages
+    // name no secret) or, with none pending, its workflow task.
+    const logPending = async (pendingInstances: readonly EmulatedInstance[]): Promise<void> => {
+      for (const i of pendingInstances.slice(0, 3)) {
+        try {
+          const d = await temporal.workflow.getHandle(workflowIdFor(i.name)).describe();
+          const acts = d.raw.pendingActivities ?? [];
+          const what = acts.length
+            ? acts
+                .map(
+                  (a) =>
+                    `${a.activityType?.name ?? '?'} attempt ${a.attempt ?? '?'} (${String(a.state)}), last failure: ` +
+                    `${(a.lastFailure?.message ?? 'none').slice(0, 160)}`,
+                )
+                .join('; ')
+            : `no pending activity; workflow task ${d.raw.pendingWorkflowTask ? `attempt ${d.raw.pendingWorkflowTask.attempt}` : 'none'}`;
+          log(`  ${i.name} (${states.get(i.name) ?? '?'}): ${what}`);
+        } catch (err) {
+          log(`  ${i.name}: describe failed: ${err instanceof Error ? err.message.split('\n')[0] : String(err)}`);
+        }
+      }
+    };
 
     // Faults on; every instance's next config write races with a human edit (some with two).
     st.sparkpost.faults.set({
@@ -241,14 +346,32 @@ export async function runChaos(opts: ChaosOptions = {}): Promise<ChaosFigures> {
       seed: seed * 3 + 3,
     });
     st.relay.faults.set({ errorRate: rates.relay.error, seed: seed * 3 + 4 });
+    st.sparkpost.faults.set({ hangMs: rates.sparkpostHangMs ?? 0 });
     for (const i of instances) {
+      if (rates.raceRate !== undefined && rand() >= rates.raceRate) continue;
       const races = 1 + (rand() < rates.doubleRace ? 1 : 0);
       st.sourcegraph.raceNextWrites(i.name, races, edit(i.name, 'raced'));
     }
 
     const enableStart = Date.now();
+    // When each instance was first seen active, polled every second from here on (a failed poll is skipped).
+    const activeAt = new Map<string, number>();
+    let polling = false;
+    const activePoller = setInterval(() => {
+      if (polling || activeAt.size === n) return;
+      polling = true;
+      void refreshStates()
+        .then(() => {
+          const now = Date.now();
+          for (const i of instances)
+            if (states.get(i.name) === 'active' && !activeAt.has(i.name)) activeAt.set(i.name, now);
+        })
+        .finally(() => (polling = false));
+    }, 1000);
     await Promise.all(instances.map((i) => client.enable(i.name, specFor(i))));
-    log(`${n} enables sent; faults on for ${chaosMs / 1000}s`);
+    log(
+      `${n} enables sent; faults on for ${chaosMs / 1000}s${opts.faultsUntilActive ? ' and until every instance is active' : ''}`,
+    );
 
     // The schedule: kills spread over the window, server restarts around its middle.
     type ChaosEvent = { at: number; kind: 'kill' | 'restart' };
@@ -299,6 +422,18 @@ export async function runChaos(opts: ChaosOptions = {}): Promise<ChaosFigures> {
         }
       }
       await sleep(Math.max(0, enableStart + chaosMs - Date.now()));
+      if (opts.faultsUntilActive) {
+        const until = enableStart + (opts.settleTimeoutMs ?? 5 * 60_000);
+        let lastReport = 0;
+        while (activeAt.size < n && Date.now() < until) {
+          if (Date.now() - lastReport > 15_000) {
+            lastReport = Date.now();
+            log(`faults on; ${activeAt.size}/${n} instances active`);
+            if (Date.now() - enableStart > 60_000) await logPending(instances.filter((i) => !activeAt.has(i.name)));
+          }
+          await sleep(500);
+        }
+      }
     } finally {
       clearInterval(background);
     }
@@ -354,7 +489,14 @@ export async function runChaos(opts: ChaosOptions = {}): Promise<ChaosFigures> {
       pending = await settled();
     }
     const settleMs = Date.now() - faultsOff;
+    clearInterval(activePoller);
     log(`settled ${n - pending.length}/${n} in ${(settleMs / 1000).toFixed(1)}s after faults off`);
+    const lastActiveMs = activeAt.size === n ? Math.max(...activeAt.values()) - enableStart : null;
+    log(
+      lastActiveMs === null
+        ? `only ${activeAt.size}/${n} instances were active before the settle deadline`
+        : `last instance active ${(lastActiveMs / 1000).toFixed(1)}s after the enables`,
+    );
 
     // An enable that ran out of its test-email budget under faults ends failed, by design: its undo must be clean,
     // and an operator's second enable must then work.
@@ -388,6 +530,7 @@ export async function runChaos(opts: ChaosOptions = {}): Promise<ChaosFigures> {
       log(`worker logs kept in ${path.join(dir, 'workers.log')}`);
     }
     const history = await historyFigures(temporal);
+    const twoKeyWindow = longestTwoKeyWindow(st, instances, Date.now());
     return {
       seed,
       instances: n,
@@ -406,6 +549,9 @@ export async function runChaos(opts: ChaosOptions = {}): Promise<ChaosFigures> {
       history,
       wallMs: Date.now() - started,
       settleMs,
+      lastActiveMs,
+      convergeWithinMs: opts.convergeWithinMs ?? null,
+      twoKeyWindow,
       problems,
     };
   } finally {
@@ -416,6 +562,41 @@ export async function runChaos(opts: ChaosOptions = {}): Promise<ChaosFigures> {
     await stack?.close();
     if (!keepDir) rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * The longest stretch during which one subaccount of these instances held two or more live send keys, from the
+ * emulator's record of every key minted (minted and revoked times; a key still live counts until `now`).
+ */
+export function longestTwoKeyWindow(
+  stack: EmulatorStack,
+  instances: readonly { name: string }[],
+  now: number,
+): ChaosFigures['twoKeyWindow'] {
+  const names = new Set(instances.map((i) => i.name));
+  const owner = new Map<number, string>();
+  for (const s of stack.sparkpost.state.subaccounts) if (names.has(s.name)) owner.set(s.id, s.name);
+  const bySub = new Map<number, Array<{ at: number; delta: 1 | -1 }>>();
+  for (const k of stack.sparkpost.mintedKeys) {
+    if (k.subaccountId === null || !owner.has(k.subaccountId) || k.label !== SEND_KEY_LABEL) continue;
+    const ev = bySub.get(k.subaccountId) ?? [];
+    ev.push({ at: k.mintedAt, delta: 1 }, { at: k.revokedAt ?? now, delta: -1 });
+    bySub.set(k.subaccountId, ev);
+  }
+  let best: ChaosFigures['twoKeyWindow'] = { ms: 0, instance: null };
+  for (const [sub, ev] of bySub) {
+    // Revocations before mints at the same instant: a key replaced in the same millisecond is no overlap.
+    ev.sort((a, b) => a.at - b.at || a.delta - b.delta);
+    let live = 0;
+    let since = 0;
+    for (const e of ev) {
+      const before = live;
+      live += e.delta;
+      if (before < 2 && live >= 2) since = e.at;
+      if (before >= 2 && live < 2 && e.at - since > best.ms) best = { ms: e.at - since, instance: owner.get(sub)! };
+    }
+  }
+  return best;
 }
 
 /** Counts retries and timeouts recorded in every workflow history (the last attempt's event carries them). */
@@ -452,6 +633,9 @@ export function formatFigures(f: ChaosFigures, label = ''): string {
       `(work lost with a killed worker or a restart), ${f.history.workflowTaskTimeouts} workflow task timeouts`,
     `  enables failed under faults ${f.failedUnderFaults} (left something behind: ${f.dirtyFailures}); ` +
       `settled ${(f.settleMs / 1000).toFixed(1)}s after faults off; wall time ${(f.wallMs / 1000).toFixed(1)}s`,
+    `  last instance active ${f.lastActiveMs === null ? 'never (not all were)' : `${(f.lastActiveMs / 1000).toFixed(1)}s`} after the enables` +
+      `${f.convergeWithinMs !== null ? ` (limit ${f.convergeWithinMs / 1000}s)` : ''}; ` +
+      `longest two-key window ${(f.twoKeyWindow.ms / 1000).toFixed(1)}s${f.twoKeyWindow.instance ? ` (${f.twoKeyWindow.instance})` : ''}`,
   ].join('\n');
 }
 
@@ -463,7 +647,8 @@ export function passed(f: ChaosFigures): boolean {
     f.duplicates === 0 &&
     f.lostEdits === 0 &&
     f.dirtyFailures === 0 &&
-    f.unsettled.length === 0
+    f.unsettled.length === 0 &&
+    (f.convergeWithinMs === null || (f.lastActiveMs !== null && f.lastActiveMs <= f.convergeWithinMs))
   );
 }
 
@@ -504,31 +689,67 @@ export function scaled(k: number): ChaosRates {
 
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
-  const known = new Set(['--instances', '--seed', '--runs', '--kills', '--restarts', '--window', '--scale']);
+  const known = new Set([
+    '--preset',
+    '--instances',
+    '--seed',
+    '--runs',
+    '--kills',
+    '--restarts',
+    '--window',
+    '--scale',
+  ]);
   for (let i = 0; i < argv.length; i += 2) {
     if (!known.has(argv[i])) {
       process.stderr.write(
-        `chaos: unknown argument ${argv[i]}; usage: chaos [--instances N] [--seed S] [--runs K] [--kills N] [--restarts N] [--window SECONDS] [--scale F]\n`,
+        `chaos: unknown argument ${argv[i]}; usage: chaos [--preset heavy] [--instances N] [--seed S] [--runs K] [--kills N] [--restarts N] [--window SECONDS] [--scale F]\n`,
       );
       process.exit(2);
     }
   }
-  const instances = intFlag(argv, 'instances', 40, 1, 500);
+  const presetAt = argv.indexOf('--preset');
+  let preset: ChaosPreset | null = null;
+  if (presetAt >= 0) {
+    const name = argv[presetAt + 1];
+    preset = Object.hasOwn(PRESETS, name) ? PRESETS[name] : null;
+    if (!preset) {
+      process.stderr.write(`chaos: unknown --preset ${String(name)}; known: ${Object.keys(PRESETS).join(', ')}\n`);
+      process.exit(2);
+    }
+    if (argv.includes('--scale')) {
+      process.stderr.write('chaos: --scale does not apply to a preset (its rates are fixed)\n');
+      process.exit(2);
+    }
+  }
+  const instances = intFlag(argv, 'instances', preset?.instances ?? 40, 1, 500);
   const seed = intFlag(argv, 'seed', 1, 0, 2 ** 31 - 1);
   const runs = intFlag(argv, 'runs', 1, 1, 20);
-  const workerKills = intFlag(argv, 'kills', 4, 0, 50);
-  const serverRestarts = intFlag(argv, 'restarts', 1, 0, 10);
-  const chaosMs = intFlag(argv, 'window', 40, 5, 600) * 1000;
-  const scale = scaleFlag(argv);
+  const workerKills = intFlag(argv, 'kills', preset?.workerKills ?? 4, 0, 50);
+  const serverRestarts = intFlag(argv, 'restarts', preset?.serverRestarts ?? 1, 0, 10);
+  const chaosMs = intFlag(argv, 'window', (preset?.chaosMs ?? 40_000) / 1000, 5, 600) * 1000;
+  const rates = preset ? preset.rates : scaled(scaleFlag(argv));
   const results: ChaosFigures[] = [];
   for (let r = 0; r < runs; r++) {
-    const f = await runChaos({ instances, seed: seed + r, workerKills, serverRestarts, chaosMs, rates: scaled(scale) });
+    const f = await runChaos({
+      instances,
+      seed: seed + r,
+      workerKills,
+      serverRestarts,
+      chaosMs,
+      rates,
+      ...(preset ? { faultsUntilActive: preset.faultsUntilActive, convergeWithinMs: preset.convergeWithinMs } : {}),
+    });
     results.push(f);
     process.stdout.write(`${formatFigures(f, `run ${r + 1}/${runs} `)}\n`);
   }
   const ok = results.filter(passed).length;
   const walls = results.map((f) => (f.wallMs / 1000).toFixed(1)).join(', ');
-  process.stdout.write(`chaos: ${ok}/${runs} runs passed; wall times ${walls} s\n`);
+  const lastActive = results.map((f) => (f.lastActiveMs === null ? 'never' : (f.lastActiveMs / 1000).toFixed(1)));
+  const twoKeys = Math.max(...results.map((f) => f.twoKeyWindow.ms));
+  process.stdout.write(
+    `chaos: ${ok}/${runs} runs passed; last instance active at ${lastActive.join(', ')} s; ` +
+      `longest two-key window ${(twoKeys / 1000).toFixed(1)} s; wall times ${walls} s\n`,
+  );
   process.exit(ok === runs ? 0 : 1);
 }
 

@@ -8,10 +8,8 @@ import { MockActivityEnvironment } from '@temporalio/testing';
 import { ApplicationFailure } from '@temporalio/common';
 import { createActivities, type ActivityDeps } from '../activities';
 import { EmulatorStack } from '../emulators/stack';
-import { VendorError } from '../lib/errors';
 import { sendKeySecretName } from '../lib/instance';
 import { vendorDeps } from '../worker/worker';
-import { FaultSwitch, failing } from './helpers/faulty';
 
 describe('activities are idempotent', { timeout: 60_000 }, () => {
   let stack: EmulatorStack;
@@ -93,21 +91,19 @@ describe('activities are idempotent', { timeout: 60_000 }, () => {
   });
 
   test('killed between minting and storing: the retry revokes the orphan and stores a live key', async () => {
-    const fault = new FaultSwitch();
+    // A killed worker runs no more code: its store never answers (a store that fails is revoked at once instead,
+    // test/progress.test.ts).
     const crashing = createActivities({
       ...deps,
-      secrets: failing(
-        deps.secrets,
-        'addVersion',
-        () => new VendorError({ vendor: 'secret-manager', kind: 'unavailable', message: 'worker killed' }),
-        fault,
-      ),
+      secrets: new Proxy(deps.secrets, {
+        get: (target, prop, receiver) =>
+          prop === 'addVersion' ? () => new Promise<never>(() => undefined) : Reflect.get(target, prop, receiver),
+      }),
     });
     const acts = createActivities(deps);
     const sub = await env.run(acts.ensureSubaccount, { instance: 'orphan', knownId: null });
-    await assert.rejects(
-      env.run(crashing.ensureSendKey, { instance: 'orphan', gcpProject: 'sg-orphan', subaccountId: sub.id }),
-    );
+    void env.run(crashing.ensureSendKey, { instance: 'orphan', gcpProject: 'sg-orphan', subaccountId: sub.id });
+    for (let i = 0; i < 100 && keysOf(sub.id).length === 0; i++) await new Promise((r) => setTimeout(r, 50));
     assert.equal(keysOf(sub.id).length, 1, 'the orphan key exists, its value lost');
     const orphanId = keysOf(sub.id)[0].id;
 
@@ -120,14 +116,19 @@ describe('activities are idempotent', { timeout: 60_000 }, () => {
     assert.equal(enabledVersions('sg-orphan')[0].data, keys[0].key, 'secret matches the live key');
   });
 
-  test('a secret version added but its response lost: the retry keeps it instead of minting again', async () => {
+  test('a secret version added but its response lost: the key is kept instead of minted again', async () => {
     const acts = createActivities(deps);
     const sub = await env.run(acts.ensureSubaccount, { instance: 'smdrop', knownId: null });
     stack.secretManager.faults.set({ dropResponseRate: 1, match: 'AddSecretVersion' });
     try {
-      await assert.rejects(
-        env.run(acts.ensureSendKey, { instance: 'smdrop', gcpProject: 'sg-smdrop', subaccountId: sub.id }),
-      );
+      // The attempt reads the latest version back and finds its key there (before issue 15 it failed and the retry
+      // found it).
+      const first = await env.run(acts.ensureSendKey, {
+        instance: 'smdrop',
+        gcpProject: 'sg-smdrop',
+        subaccountId: sub.id,
+      });
+      assert.equal(first.minted, true);
     } finally {
       stack.secretManager.faults.reset();
     }

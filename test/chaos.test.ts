@@ -1,8 +1,10 @@
 /**
- * The chaos suite at CI size: 8 instances enabled at once under vendor faults and human edits, one worker process
- * SIGKILLed mid-flight, one Temporal server restart on its SQLite file; everything must converge with no orphan, no
- * duplicate and no lost edit. First, the invariant checker itself is shown to catch each kind of breakage, so a
- * green chaos run means something. The full-size run is `npx tsx scripts/chaos.ts --runs 3`.
+ * The chaos suite on issue 15's heavy preset (scripts/chaos.ts HEAVY_PRESET): 12 instances enabled at once; SparkPost
+ * 20 % 5xx, 10 % 429, 5 % applied-then-hung; Secret Manager 10 % UNAVAILABLE; 30 % of the instances racing a human
+ * edit; a worker SIGKILLed twice; one Temporal server restart on its SQLite file. Faults stay on until every instance
+ * is active: everything must converge under them, with no orphan, no duplicate and no lost edit. First, the invariant
+ * checker and the two-key-window measure are shown to catch what they should, so a green chaos run means something.
+ * The five-run operator check is `npx tsx scripts/chaos.ts --preset heavy --instances 12 --runs 5`.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
@@ -10,7 +12,7 @@ import { createActivities } from '../activities';
 import { EmulatorStack, type EmulatedInstance } from '../emulators/stack';
 import { SEND_KEY_LABEL, sendKeySecretName } from '../lib/instance';
 import { vendorDeps } from '../worker/worker';
-import { formatFigures, passed, runChaos } from '../scripts/chaos';
+import { formatFigures, HEAVY_PRESET, longestTwoKeyWindow, runChaos } from '../scripts/chaos';
 import { applyHumanEdit, humanEditMarkers } from './helpers/chaos';
 import { checkInvariants, type InstanceRef } from './helpers/invariants';
 
@@ -91,6 +93,18 @@ describe('the invariant checker', () => {
     assert.match(f.findings[0].problems.join('; '), /does not hold the live key/);
   });
 
+  test('the two-key window is measured from minted and revoked times, per subaccount', async () => {
+    const sp = deps().sparkpost;
+    const before = longestTwoKeyWindow(stack, [inst], Date.now());
+    const extra = await sp.createApiKey(subaccountId, SEND_KEY_LABEL, ['smtp/inject']);
+    await new Promise((r) => setTimeout(r, 120));
+    await sp.deleteApiKey(subaccountId, extra.id);
+    const after = longestTwoKeyWindow(stack, [inst], Date.now());
+    assert.ok(after.ms >= 100 && after.ms > before.ms, `window ${after.ms} ms`);
+    assert.equal(after.instance, inst.name);
+    assert.equal(longestTwoKeyWindow(stack, [{ name: 'someone-else' }], Date.now()).ms, 0);
+  });
+
   test('absent means nothing managed is left', () => {
     const f = checkInvariants(stack, [{ ...ref, expect: 'absent' }]);
     assert.equal(f.converged, 0);
@@ -98,20 +112,26 @@ describe('the invariant checker', () => {
   });
 });
 
-describe('chaos at CI size', { timeout: 170_000 }, () => {
-  test('8 instances, faults, one worker SIGKILL and one server restart: all converge, nothing orphaned or lost', async (t) => {
+describe('chaos on the heavy preset', { timeout: 420_000 }, () => {
+  test('12 instances under heavy faults, two worker SIGKILLs, a server restart: all active under the faults, nothing orphaned or lost', async (t) => {
+    const p = HEAVY_PRESET;
     const f = await runChaos({
-      instances: 8,
+      instances: p.instances,
       seed: 7,
-      workerKills: 1,
-      serverRestarts: 1,
-      chaosMs: 15_000,
-      settleTimeoutMs: 110_000,
+      workerKills: p.workerKills,
+      serverRestarts: p.serverRestarts,
+      chaosMs: p.chaosMs,
+      rates: p.rates,
+      faultsUntilActive: true,
+      settleTimeoutMs: 200_000,
       log: (line) => t.diagnostic(line),
     });
+    // The time to the last active instance is reported, not asserted (no timed tests): the operator's five runs are
+    // the measurement (README, "Progress under faults").
     for (const line of formatFigures(f).split('\n')) t.diagnostic(line);
-    assert.equal(f.workerKills, 1);
+    assert.equal(f.workerKills, 2);
     assert.equal(f.serverRestarts, 1);
+    assert.notEqual(f.lastActiveMs, null, 'every instance became active while the faults were on');
     assert.ok(
       f.inFlightAtEvents.some((x) => x > 0),
       'the chaos hit instances while they were provisioning',
@@ -126,6 +146,5 @@ describe('chaos at CI size', { timeout: 170_000 }, () => {
     assert.equal(f.duplicates, 0);
     assert.equal(f.lostEdits, 0);
     assert.equal(f.dirtyFailures, 0);
-    assert.ok(passed(f));
   });
 });

@@ -392,9 +392,17 @@ export class SparkPostEmulator {
 
   /**
    * Every API key ever minted, in order, revoked ones included (`state.apiKeys` forgets a key once it is deleted):
-   * leak scans check that none of them ever left the activities.
+   * leak scans check that none of them ever left the activities. `mintedAt`/`revokedAt` (epoch ms; null while live)
+   * let the chaos suite measure how long a subaccount held two live keys.
    */
-  readonly mintedKeys: Array<{ id: string; key: string; subaccountId: number | null; label: string }> = [];
+  readonly mintedKeys: Array<{
+    id: string;
+    key: string;
+    subaccountId: number | null;
+    label: string;
+    mintedAt: number;
+    revokedAt: number | null;
+  }> = [];
 
   private readonly operatorKey: string;
   private nextSubaccountId = 101;
@@ -762,8 +770,10 @@ export class SparkPostEmulator {
     let reply = this.api(req, method, path, url.searchParams, raw);
     if (reply.later) reply = await reply.later();
     if (decision === 'drop') {
-      // Applied, but the answer is lost on the way.
-      req.socket.destroy();
+      // Applied, but the answer is lost on the way: at once, or after `hangMs` of silence (the client times out).
+      const hangMs = this.faults.current().hangMs ?? 0;
+      if (hangMs > 0) setTimeout(() => req.socket.destroy(), hangMs).unref();
+      else req.socket.destroy();
       return;
     }
     send(res, reply);
@@ -1209,7 +1219,7 @@ export class SparkPostEmulator {
       created: new Date().toISOString(),
     };
     this.state.apiKeys.push(k);
-    this.mintedKeys.push({ id: k.id, key, subaccountId, label });
+    this.mintedKeys.push({ id: k.id, key, subaccountId, label, mintedAt: Date.now(), revokedAt: null });
     return k;
   }
 
@@ -1302,6 +1312,8 @@ export class SparkPostEmulator {
   private deleteApiKey(ctx: Ctx, id: string): Reply {
     const k = this.findKey(ctx, id);
     removeFrom(this.state.apiKeys, k);
+    const record = this.mintedKeys.find((m) => m.id === k.id);
+    if (record) record.revokedAt = Date.now();
     return { status: 204 };
   }
 
