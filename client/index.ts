@@ -351,4 +351,47 @@ export class ManagedSmtpClient {
     }
     return stuck;
   }
+
+  /**
+   * One page of `list`, using the visibility API's own paging: up to `pageSize` instance workflows from where
+   * `pageToken` (from the previous page, null for the first) points, with their statuses (sorted by instance within the
+   * page), and the token of the next page (null on the last). Filters apply within the page, so a page may be short.
+   */
+  async listPage(
+    filter: { state?: InstanceState; stuck?: boolean },
+    page: { pageSize: number; pageToken: string | null },
+  ): Promise<{ statuses: ListedStatus[]; nextPageToken: string | null }> {
+    let query = `WorkflowType = 'managedSmtpWorkflow' AND ExecutionStatus = 'Running' AND ${INSTANCE_KEY.name} IS NOT NULL`;
+    if (filter.state) query += ` AND ${STATE_KEY.name} = '${filter.state}'`;
+    const res = await this.temporal.workflowService.listWorkflowExecutions({
+      namespace: this.temporal.options.namespace,
+      query,
+      pageSize: page.pageSize,
+      nextPageToken: page.pageToken ? Buffer.from(page.pageToken, 'base64url') : undefined,
+    });
+    const instances: string[] = [];
+    for (const e of res.executions ?? []) {
+      const name = e.execution?.workflowId ? instanceFromWorkflowId(e.execution.workflowId) : null;
+      if (name) instances.push(name);
+    }
+    instances.sort();
+    const statuses: InstanceStatus[] = [];
+    // Bounded concurrency, as in list(): a page must not flood the frontend with queries.
+    for (let i = 0; i < instances.length; i += 20) {
+      const batch = await Promise.allSettled(instances.slice(i, i + 20).map((n) => this.status(n)));
+      for (const r of batch) if (r.status === 'fulfilled') statuses.push(r.value);
+    }
+    let listed: ListedStatus[] = filter.state ? statuses.filter((s) => s.state === filter.state) : statuses;
+    if (filter.stuck) {
+      const stuck: ListedStatus[] = [];
+      for (const s of listed) {
+        if (s.step === null) continue;
+        const info = await this.stuckInfo(s.instance).catch(() => null);
+        if (info) stuck.push({ ...s, stuck: info });
+      }
+      listed = stuck;
+    }
+    const token = res.nextPageToken && res.nextPageToken.length > 0 ? Buffer.from(res.nextPageToken) : null;
+    return { statuses: listed, nextPageToken: token ? token.toString('base64url') : null };
+  }
 }
