@@ -561,6 +561,11 @@ const EXIT_AFTER_DRAIN_MS = 3000;
  * Only if something still holds the event loop after both drained does it exit explicitly, so no output is ever cut.
  */
 export function main(argv: string[]): void {
+  // The reader went away (`smtpctl list | head`): nothing more can be delivered, so stop quietly, as Unix tools do.
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(typeof process.exitCode === 'number' ? process.exitCode : 0);
+    throw err;
+  });
   const finish = (code: number) => {
     process.exitCode = code;
     let pending = 2;
