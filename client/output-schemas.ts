@@ -124,10 +124,37 @@ export const errorDocument = z
   .looseObject({ schemaVersion, error: z.string(), status: z.unknown().optional() })
   .meta({ title: 'smtpctl error' });
 
+/** `check-fleet` run once (FleetCheckReport, workflows/fleet.ts). */
+export const checkFleetDocument = z
+  .looseObject({
+    schemaVersion,
+    at: timestamp,
+    instances: z.number().int(),
+    checked: z.number().int(),
+    healthy: z.number().int(),
+    deferred: z.number().int(),
+    drifted: z.array(z.looseObject({ instance: z.string(), problems: z.array(finding), repairRequested: z.boolean() })),
+    errors: z.array(z.looseObject({ instance: z.string(), error: z.string() })),
+  })
+  .meta({ title: 'smtpctl check-fleet' });
+
+/** `enable-fleet <file>` (not `--dry-run`): what happened to each instance (RolloutRow, client/commands/rollout.ts). */
+export const enableFleetDocument = z
+  .array(
+    z.looseObject({
+      schemaVersion,
+      instance: z.string(),
+      action: z.enum(['enable', 'disable', 'unchanged', 'error']),
+      state: z.union([state, z.literal('none')]).nullable(),
+      error: z.string().nullable(),
+    }),
+  )
+  .meta({ title: 'smtpctl enable-fleet' });
+
 /**
- * Documents of the command modules (check-fleet, gdpr-delete, stats, alerts, enable-fleet, sending-domain, ip-pool):
- * an object (or, for `enable-fleet`, an array of objects) with schemaVersion; their fields are described by the
- * commands' own types and not yet pinned here.
+ * Documents of the other command modules (gdpr-delete, stats, alerts, sending-domain, ip-pool, check-fleet --schedule):
+ * an object (or an array of objects) with schemaVersion; their fields are described by the commands' own types and
+ * not yet pinned here.
  */
 export const commandDocument = z
   .union([z.looseObject({ schemaVersion }), z.array(z.looseObject({ schemaVersion }))])
@@ -142,6 +169,8 @@ export const OUTPUT_SCHEMAS = {
   'list-ndjson-line': listNdjsonLine,
   request: requestDocument,
   check: checkDocument,
+  'check-fleet': checkFleetDocument,
+  'enable-fleet': enableFleetDocument,
   error: errorDocument,
   command: commandDocument,
 } as const;
