@@ -360,7 +360,7 @@ export class ManagedSmtpClient {
   async listPage(
     filter: { state?: InstanceState; stuck?: boolean },
     page: { pageSize: number; pageToken: string | null },
-  ): Promise<{ statuses: ListedStatus[]; nextPageToken: string | null }> {
+  ): Promise<{ statuses: ListedStatus[]; nextPageToken: string | null; unreadable: string[] }> {
     let query = `WorkflowType = 'managedSmtpWorkflow' AND ExecutionStatus = 'Running' AND ${INSTANCE_KEY.name} IS NOT NULL`;
     if (filter.state) query += ` AND ${STATE_KEY.name} = '${filter.state}'`;
     const res = await this.temporal.workflowService.listWorkflowExecutions({
@@ -376,11 +376,22 @@ export class ManagedSmtpClient {
     }
     instances.sort();
     const statuses: InstanceStatus[] = [];
-    // Bounded concurrency, as in list(): a page must not flood the frontend with queries.
-    for (let i = 0; i < instances.length; i += 20) {
-      const batch = await Promise.allSettled(instances.slice(i, i + 20).map((n) => this.status(n)));
-      for (const r of batch) if (r.status === 'fulfilled') statuses.push(r.value);
+    // Bounded concurrency, as in list(): a page must not flood the frontend with queries. A query that failed is
+    // asked again (twice, a read); a workflow that ended meanwhile is left out; the rest is reported, never dropped.
+    let pending = instances;
+    for (let attempt = 0; attempt < 3 && pending.length > 0; attempt++) {
+      const failed: string[] = [];
+      for (let i = 0; i < pending.length; i += 20) {
+        const names = pending.slice(i, i + 20);
+        const batch = await Promise.allSettled(names.map((n) => this.status(n)));
+        batch.forEach((r, k) => {
+          if (r.status === 'fulfilled') statuses.push(r.value);
+          else if (!(r.reason instanceof NoWorkflowError)) failed.push(names[k]);
+        });
+      }
+      pending = failed;
     }
+    statuses.sort((a, b) => a.instance.localeCompare(b.instance));
     let listed: ListedStatus[] = filter.state ? statuses.filter((s) => s.state === filter.state) : statuses;
     if (filter.stuck) {
       const stuck: ListedStatus[] = [];
@@ -392,6 +403,6 @@ export class ManagedSmtpClient {
       listed = stuck;
     }
     const token = res.nextPageToken && res.nextPageToken.length > 0 ? Buffer.from(res.nextPageToken) : null;
-    return { statuses: listed, nextPageToken: token ? token.toString('base64url') : null };
+    return { statuses: listed, nextPageToken: token ? token.toString('base64url') : null, unreadable: pending };
   }
 }

@@ -370,8 +370,16 @@ export function buildProgram(
         };
         const doc = (s: ListedStatus) => JSON.stringify(withSchemaVersion(s));
 
+        // Instances whose status could not be read are named at the end, and the command fails (exit 1).
+        const unreadable: string[] = [];
+        const failIfUnreadable = () => {
+          if (unreadable.length === 0) return;
+          const names = unreadable.slice(0, 10).join(', ') + (unreadable.length > 10 ? ', ...' : '');
+          throw new OperationFailed(`could not read the status of ${unreadable.length} instance(s): ${names}`);
+        };
         if (limit !== undefined) {
           const page = await c.listPage(filter, { pageSize: limit, pageToken: o.pageToken ?? null });
+          unreadable.push(...page.unreadable);
           if (mode === 'json') {
             // One page is one document: the statuses and where the next page starts.
             await write(
@@ -393,6 +401,7 @@ export function buildProgram(
               io.err(`next page: smtpctl list --limit ${limit} --page-token ${page.nextPageToken}\n`);
             }
           }
+          failIfUnreadable();
           return;
         }
 
@@ -402,6 +411,7 @@ export function buildProgram(
         if (mode === 'json') await write('[');
         for (let pages = 0; pages < 100_000; pages++) {
           const page = await c.listPage(filter, { pageSize: LIST_PAGE_SIZE, pageToken: token });
+          unreadable.push(...page.unreadable);
           for (const s of page.statuses) {
             if (mode === 'json') await write((count > 0 ? ',' : '') + doc(s));
             else if (mode === 'ndjson') await write(doc(s) + '\n');
@@ -413,6 +423,7 @@ export function buildProgram(
         }
         if (mode === 'json') await write(']\n');
         else if (mode === 'human' && count === 0) await write('no instances\n');
+        failIfUnreadable();
       },
     );
 
