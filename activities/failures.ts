@@ -14,6 +14,11 @@ export const SITE_CONFIG_UNUSABLE = 'SiteConfigUnusableError';
 /** ApplicationFailure type of settings the customer owns (never overwritten without --force). */
 export const CUSTOMER_OWNED = 'CustomerOwnedSettingsError';
 
+/** Settings that are the customer's: a permanent failure, so the workflow never retries over them. */
+export function customerOwned(message: string): never {
+  throw ApplicationFailure.nonRetryable(message, CUSTOMER_OWNED);
+}
+
 /** A site configuration that cannot be parsed or edited: a permanent failure, naming the problem, never the text. */
 export function siteConfigUnusable(err: unknown): never {
   const why = err instanceof Error ? err.message : String(err);

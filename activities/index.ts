@@ -36,9 +36,17 @@ import { createOperationActivities } from './operations';
 import { createGdprActivities } from './gdpr';
 import { createDeliverabilityActivities } from './deliverability';
 import { createDomainActivities } from './domains';
+import { createFleetActivities } from './fleet';
 import { heartbeating } from './heartbeat';
 import { reportingRetries } from './stuck';
-import { createSiteAccess, type SiteAccess, type SiteRef, type SourcegraphApi } from './site-access';
+import {
+  createSiteAccess,
+  ownershipWith,
+  type OwnershipGuard,
+  type SiteAccess,
+  type SiteRef,
+  type SourcegraphApi,
+} from './site-access';
 
 export type { SiteRef, SourcegraphApi } from './site-access';
 import type { CodecKey } from '../lib/codec';
@@ -283,7 +291,16 @@ export function createActivities(rawDeps: ActivityDeps) {
      * The sender is on `senderDomain` (the instance's verified custom sending domain) when given, else the shared one.
      */
     async applyManagedSiteConfig(
-      input: SiteRef & { instance: string; secretVersion: string; senderName?: string; senderDomain?: string },
+      input: SiteRef & {
+        instance: string;
+        secretVersion: string;
+        senderName?: string;
+        senderDomain?: string;
+        /** Whose settings may be replaced (default: ours or none); checked in the same read-modify-write. */
+        guard?: OwnershipGuard;
+        /** A custom sending domain whose sender also counts as managed (switching back from it). */
+        customSenderDomain?: string;
+      },
     ): Promise<{ sender: string }> {
       const { data: key } = await secrets.access(input.secretVersion);
       const sender = await access.writeManagedSettings(input, {
@@ -291,6 +308,8 @@ export function createActivities(rawDeps: ActivityDeps) {
         key,
         senderName: input.senderName,
         senderDomain: input.senderDomain,
+        guard: input.guard ?? 'managed-or-none',
+        customSenderDomain: input.customSenderDomain,
       });
       return { sender };
     },
@@ -307,22 +326,35 @@ export function createActivities(rawDeps: ActivityDeps) {
       return { at: new Date().toISOString(), ok: true, message };
     },
 
-    /** Puts back the email settings enable replaced; a no-op when they are already in place. */
-    async restoreSiteConfig(input: SiteRef & { previous: EmailSettings }): Promise<{ changed: boolean }> {
+    /**
+     * Puts back the email settings enable replaced, only over settings that are still the managed ones (decided in
+     * the same read-modify-write): settings the customer changed since are theirs and are left alone.
+     */
+    async restoreSiteConfig(
+      input: SiteRef & { previous: EmailSettings; customSenderDomain?: string },
+    ): Promise<{ changed: boolean; leftAlone?: 'customer' | 'none' }> {
       const sg = await sourcegraphFor(input);
       const target: EmailSettings = {
         ...input.previous,
         smtp: input.previous.smtp ? withoutRedacted(input.previous.smtp) : null,
       };
+      let leftAlone: 'customer' | 'none' | undefined;
       const { changed } = await sg.editSiteConfig((contents) => {
+        leftAlone = undefined;
         try {
           const current = readEmailSettings(contents);
-          return sameSettings(current, target) ? null : restoreSettings(contents, input.previous);
+          if (sameSettings(current, target)) return null;
+          const ownership = ownershipWith(current, settings, input.customSenderDomain);
+          if (ownership !== 'managed') {
+            leftAlone = ownership;
+            return null;
+          }
+          return restoreSettings(contents, input.previous);
         } catch (err) {
           return siteConfigUnusable(err);
         }
       });
-      return { changed };
+      return leftAlone ? { changed, leftAlone } : { changed };
     },
 
     /** Revokes every send key of the subaccount. Keys already gone are fine. */
@@ -360,11 +392,12 @@ export function createActivities(rawDeps: ActivityDeps) {
       const target = input.terminate ? 'terminated' : 'suspended';
       let ids: number[];
       if (input.subaccountId !== null) ids = [input.subaccountId];
-      else if (input.terminate) {
+      else {
+        // No id: a create whose response was lost (or was cancelled by disable); the name is the instance's.
         ids = (await sparkpost.findSubaccountsByName(input.instance))
           .filter((s) => s.status !== 'terminated')
           .map((s) => s.id);
-      } else ids = [];
+      }
       const released: number[] = [];
       for (const id of ids) {
         let sub: Subaccount;
@@ -391,6 +424,7 @@ export function createActivities(rawDeps: ActivityDeps) {
       }),
       deps.temporal,
     ),
+    ...createFleetActivities({ temporal: deps.temporal }),
     // GDPR filing keeps progress in its heartbeat details: it gets the clients without the bare heartbeats.
     ...createGdprActivities({ sparkpost: rawDeps.sparkpost, sealingKeys: deps.sealingKeys ?? null }),
     ...createDeliverabilityActivities({

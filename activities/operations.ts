@@ -13,8 +13,8 @@ import {
   sendKeySecretName,
 } from '../lib/instance';
 import { ownershipOf, readEmailSettings, REDACTED } from '../lib/site-config';
-import type { EnableSpec, Finding, InstanceState, InstanceStatus, SendingDomainState } from '../lib/types';
-import { ManagedSmtpClient } from '../client';
+import { CUSTOMER_OWNED } from './failures';
+import type { EnableSpec, Finding, InstanceState, SendingDomainState } from '../lib/types';
 import type { ActivityDeps, SiteRef } from './index';
 import type { SiteAccess } from './site-access';
 import { createKeyHousekeeping } from './send-keys';
@@ -41,7 +41,7 @@ export interface KeyRef {
   secretVersion: string;
 }
 
-/** Day-two activities; `deps.temporal` is needed only by listManagedInstances. */
+/** Day-two activities. */
 export function createOperationActivities(deps: ActivityDeps, access: SiteAccess) {
   const { sparkpost, secrets, settings } = deps;
   const sourcegraphFor = access.sourcegraphFor;
@@ -251,7 +251,10 @@ export function createOperationActivities(deps: ActivityDeps, access: SiteAccess
       return { keyId: created.id, secretVersion };
     },
 
-    /** Writes the site configuration with the key held by `secretVersion` (sender on `senderDomain` when given). */
+    /**
+     * Writes the site configuration with the key held by `secretVersion` (sender on `senderDomain` when given), only
+     * over settings that are still the managed ones (a customer who took over is left alone).
+     */
     async applyKeyToSiteConfig(
       input: SiteRef & { instance: string; secretVersion: string; senderName?: string; senderDomain?: string },
     ): Promise<void> {
@@ -261,6 +264,7 @@ export function createOperationActivities(deps: ActivityDeps, access: SiteAccess
         senderName: input.senderName,
         key,
         senderDomain: input.senderDomain,
+        guard: 'managed',
       });
     },
 
@@ -296,25 +300,23 @@ export function createOperationActivities(deps: ActivityDeps, access: SiteAccess
     ): Promise<KeyRef> {
       const secretName = sendKeySecretName(input.gcpProject);
       const { data: oldKey } = await secrets.access(input.old.secretVersion);
-      await access.writeManagedSettings(input, {
-        instance: input.instance,
-        senderName: input.senderName,
-        key: oldKey,
-        senderDomain: input.senderDomain,
-      });
+      try {
+        await access.writeManagedSettings(input, {
+          instance: input.instance,
+          senderName: input.senderName,
+          key: oldKey,
+          senderDomain: input.senderDomain,
+          guard: 'managed',
+        });
+      } catch (err) {
+        // A customer who took over keeps their settings; the keys are still put back in order below.
+        if (!(err instanceof ApplicationFailure && err.type === CUSTOMER_OWNED)) throw err;
+      }
       const latest = await secrets.accessIfExists(`${secretName}/versions/latest`);
       const holder = latest && latest.data === oldKey ? latest.name : await secrets.addVersion(secretName, oldKey);
       await housekeeping.destroyEnabledVersions(secretName, holder);
       await housekeeping.revokeSendKeys(input.subaccountId, { except: input.old.keyId });
       return { keyId: input.old.keyId, secretVersion: holder };
-    },
-
-    /** Statuses of every instance with a running workflow (bounded), for fleet-wide checks. */
-    async listManagedInstances(input: { limit: number }): Promise<InstanceStatus[]> {
-      if (!deps.temporal)
-        throw ApplicationFailure.nonRetryable('no Temporal client in the activity deps', 'ConfigError');
-      const client = new ManagedSmtpClient(deps.temporal);
-      return (await client.list()).slice(0, input.limit);
     },
   };
 }

@@ -6,8 +6,8 @@
  */
 import { VendorError, isVendorError } from '../lib/errors';
 import { SMTP_USERNAME, senderAddress } from '../lib/instance';
-import { applyManagedSettings } from '../lib/site-config';
-import { siteConfigUnusable } from './failures';
+import { applyManagedSettings, ownershipOf, readEmailSettings, type EmailSettings } from '../lib/site-config';
+import { customerOwned, siteConfigUnusable } from './failures';
 import type { SecretStore } from '../vendors/secret-manager';
 import type { SiteConfig, SourcegraphClient, SourcegraphClientOptions } from '../vendors/sourcegraph';
 
@@ -30,6 +30,45 @@ export interface ManagedEmailSettings {
   relayHost: string;
   relayPort: number;
   senderDomain: string;
+}
+
+/**
+ * Whose settings a write may replace: `managed` (rotation, sender switch: only settings that are still ours),
+ * `managed-or-none` (enable: ours or none at all), `any` (enable --force).
+ */
+export type OwnershipGuard = 'managed' | 'managed-or-none' | 'any';
+
+/** Whose the settings are, counting a sender on the instance's own custom sending domain as managed. */
+export function ownershipWith(
+  current: EmailSettings,
+  settings: ManagedEmailSettings,
+  customSenderDomain?: string,
+): 'none' | 'managed' | 'customer' {
+  const ownership = ownershipOf(current, settings);
+  if (ownership === 'customer' && customSenderDomain) {
+    const custom = ownershipOf(current, { relayHost: settings.relayHost, senderDomain: customSenderDomain });
+    if (custom === 'managed') return 'managed';
+  }
+  return ownership;
+}
+
+/** Throws CustomerOwnedSettingsError when the guard does not allow replacing `current`. */
+export function assertWritable(
+  current: EmailSettings,
+  settings: ManagedEmailSettings,
+  guard: OwnershipGuard,
+  customSenderDomain?: string,
+): void {
+  if (guard === 'any') return;
+  const ownership = ownershipWith(current, settings, customSenderDomain);
+  if (ownership === 'managed' || (ownership === 'none' && guard === 'managed-or-none')) return;
+  const host = current.smtp && typeof current.smtp.host === 'string' ? current.smtp.host : 'unset';
+  const domain = current.address?.includes('@') ? current.address.split('@').pop() : 'unset';
+  customerOwned(
+    ownership === 'none'
+      ? 'the managed email settings were removed from the site configuration: the instance is customer-managed now'
+      : `the site configuration now holds the customer's own SMTP settings (host ${host}, sender domain ${domain})`,
+  );
 }
 
 /** Builds the site access for one worker's activities. */
@@ -102,7 +141,16 @@ export function createSiteAccess(
      */
     async writeManagedSettings(
       site: SiteRef,
-      input: { instance: string; key: string; senderName?: string; senderDomain?: string },
+      input: {
+        instance: string;
+        key: string;
+        senderName?: string;
+        senderDomain?: string;
+        /** Whose settings may be replaced; checked inside the read-modify-write, so a concurrent edit is seen. */
+        guard: OwnershipGuard;
+        /** A custom sending domain whose sender counts as managed (the one being switched to or from). */
+        customSenderDomain?: string;
+      },
     ): Promise<string> {
       const sg = await access.sourcegraphFor(site);
       const sender = senderAddress(input.instance, input.senderDomain ?? settings.senderDomain);
@@ -115,6 +163,14 @@ export function createSiteAccess(
       };
       await sg.editSiteConfig(
         (contents) => {
+          let current: EmailSettings;
+          try {
+            current = readEmailSettings(contents);
+          } catch (err) {
+            return siteConfigUnusable(err);
+          }
+          // Ownership is decided on the very contents this write replaces (re-read after a lastID conflict).
+          assertWritable(current, settings, input.guard, input.customSenderDomain ?? input.senderDomain);
           try {
             return applyManagedSettings(contents, { address: sender, smtp, senderName: input.senderName });
           } catch (err) {

@@ -1,17 +1,19 @@
 /**
  * Makes a retrying step visible: workflow code cannot see activity retries, so an activity of the instance workflow
- * tells its workflow itself, on its third attempt and every tenth after, with a `stuck` signal (activity name,
+ * tells its workflow itself, once, on its third attempt, with a `stuck` signal (activity name,
  * attempt, time; never the error, which may quote a vendor). The workflow sets ManagedSmtpStuck and says so in the
- * Web UI until the step moves on. Best effort: a failed signal never fails the activity.
+ * Web UI until the step moves on. Once, not periodically: a step stuck for months must add nothing to the history
+ * while nothing changes (Pending Activities shows the current attempt). Best effort: a failed signal never fails
+ * the activity.
  */
 import { Context } from '@temporalio/activity';
 import type { Client } from '@temporalio/client';
 import { STUCK_AFTER_ATTEMPTS } from '../lib/types';
-import { stuckSignal } from '../workflows';
+import { stuckSignal } from '../contract/messages';
 
 /** Whether this attempt should report. */
 export function shouldReport(attempt: number): boolean {
-  return attempt === STUCK_AFTER_ATTEMPTS || (attempt > STUCK_AFTER_ATTEMPTS && attempt % 10 === 0);
+  return attempt === STUCK_AFTER_ATTEMPTS;
 }
 
 function report(temporal: Client): void {

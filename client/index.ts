@@ -2,7 +2,13 @@
  * The typed client of managed SMTP: what `smtpctl` and other tooling use to enable, disable and inspect instances.
  */
 import { randomUUID } from 'node:crypto';
-import { Client, WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
+import {
+  Client,
+  ScheduleAlreadyRunning,
+  ScheduleOverlapPolicy,
+  WorkflowNotFoundError,
+  WorkflowUpdateFailedError,
+} from '@temporalio/client';
 import { workflowIdFor, instanceFromWorkflowId } from '../lib/instance';
 import { INSTANCE_KEY, STATE_KEY } from '../lib/search-attributes';
 import { STUCK_AFTER_ATTEMPTS } from '../lib/types';
@@ -10,14 +16,22 @@ import type { CheckResult, EnableSpec, InstanceState, InstanceStatus } from '../
 import {
   checkUpdate,
   disableSignal,
-  domainStatusQuery,
-  domainWorkflowIdFor,
   enableSignal,
   ipPoolUpdate,
-  managedSmtpWorkflow,
+  requestQuery,
   rotateKeyUpdate,
   sendingDomainUpdate,
   statusQuery,
+} from '../contract/messages';
+import { disableRequestSchema, enableRequestSchema, parseRequest } from '../contract/requests';
+import type { RequestOutcome } from '../contract/types';
+import {
+  domainStatusQuery,
+  domainWorkflowIdFor,
+  fleetCheckWorkflow,
+  managedSmtpWorkflow,
+  type FleetCheckInput,
+  type FleetCheckReport,
   verifySendingDomainSignal,
   type DomainWorkflowStatus,
 } from '../workflows';
@@ -79,6 +93,26 @@ export interface AddSendingDomainOptions {
   maxWaitSeconds?: number;
 }
 
+/** The request did not parse against the contract's schema; nothing was sent. */
+export class InvalidRequestError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'InvalidRequestError';
+  }
+}
+
+/** The instance's workflow run closed (terminated, reset, failed) before the request finished. */
+export class RunEndedError extends Error {
+  constructor(
+    readonly instance: string,
+    readonly requestId: string,
+    readonly runStatus: string,
+  ) {
+    super(`the workflow of ${instance} ended (${runStatus}) before request ${requestId} finished`);
+    this.name = 'RunEndedError';
+  }
+}
+
 /** A request that was sent. */
 export interface RequestHandle {
   instance: string;
@@ -96,6 +130,9 @@ export interface WaitOptions {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** Id of the fleet check schedule. */
+export const FLEET_CHECK_SCHEDULE_ID = 'managed-smtp-fleet-check';
+
 /** Client of the managed SMTP workflows. */
 export class ManagedSmtpClient {
   constructor(
@@ -107,6 +144,9 @@ export class ManagedSmtpClient {
   async enable(instance: string, spec: EnableSpec): Promise<RequestHandle> {
     const requestId = randomUUID();
     const workflowId = workflowIdFor(instance);
+    // The workflow parses the same schema; refusing here says so at once instead of in the status.
+    const parsed = parseRequest(enableRequestSchema, { requestId, spec });
+    if (!parsed.ok) throw new InvalidRequestError(`invalid enable request: ${parsed.problem}`);
     await this.temporal.workflow.signalWithStart(managedSmtpWorkflow, {
       workflowId,
       taskQueue: this.taskQueue,
@@ -124,6 +164,8 @@ export class ManagedSmtpClient {
   async disable(instance: string, reason?: string): Promise<RequestHandle> {
     const requestId = randomUUID();
     const workflowId = workflowIdFor(instance);
+    const parsed = parseRequest(disableRequestSchema, { requestId, reason });
+    if (!parsed.ok) throw new InvalidRequestError(`invalid disable request: ${parsed.problem}`);
     try {
       await this.temporal.workflow.getHandle(workflowId).signal(disableSignal, { requestId, reason });
     } catch (err) {
@@ -131,6 +173,40 @@ export class ManagedSmtpClient {
       throw err;
     }
     return { instance, requestId, workflowId };
+  }
+
+  /** Runs the fleet check once and returns its report (summary plus the problems). */
+  async checkFleet(input: FleetCheckInput): Promise<FleetCheckReport> {
+    return this.temporal.workflow.execute(fleetCheckWorkflow, {
+      workflowId: `${FLEET_CHECK_SCHEDULE_ID}/${randomUUID()}`,
+      taskQueue: this.taskQueue,
+      args: [input],
+      // Bounded: without a worker on the task queue this would otherwise wait forever.
+      workflowExecutionTimeout: '30m',
+    });
+  }
+
+  /** Creates or updates the fleet check schedule (`every` like 1h); returns what it did. */
+  async scheduleFleetCheck(input: FleetCheckInput, every: string): Promise<'created' | 'updated'> {
+    const action = {
+      type: 'startWorkflow' as const,
+      workflowType: fleetCheckWorkflow,
+      args: [input] as [FleetCheckInput],
+      taskQueue: this.taskQueue,
+      workflowId: `${FLEET_CHECK_SCHEDULE_ID}/run`,
+    };
+    const spec = { intervals: [{ every }] };
+    const policies = { overlap: ScheduleOverlapPolicy.SKIP };
+    try {
+      await this.temporal.schedule.create({ scheduleId: FLEET_CHECK_SCHEDULE_ID, spec, action, policies });
+      return 'created';
+    } catch (err) {
+      if (!(err instanceof ScheduleAlreadyRunning)) throw err;
+      await this.temporal.schedule
+        .getHandle(FLEET_CHECK_SCHEDULE_ID)
+        .update((prev) => ({ ...prev, spec, action, policies: { ...prev.policies, ...policies } }));
+      return 'updated';
+    }
   }
 
   /** The instance's status. Throws NoWorkflowError when there is no workflow. */
@@ -293,30 +369,65 @@ export class ManagedSmtpClient {
 
   /** Waits until the workflow has finished the request, and returns the status it left. */
   async waitFor(handle: RequestHandle, opts: WaitOptions = {}): Promise<InstanceStatus> {
+    return (await this.waitForRequest(handle, opts)).status;
+  }
+
+  /**
+   * Waits until the request is finished (done, rejected, superseded by a later request, dropped) and returns the
+   * status with the request's outcome. A run that closes first ends the wait with RunEndedError; never a hang.
+   */
+  async waitForRequest(
+    handle: RequestHandle,
+    opts: WaitOptions = {},
+  ): Promise<{ status: InstanceStatus; outcome: RequestOutcome | null }> {
     const timeoutMs = opts.timeoutMs ?? 15 * 60_000;
     const pollMs = opts.pollMs ?? 500;
     const deadline = Date.now() + timeoutMs;
+    const wf = this.temporal.workflow.getHandle(workflowIdFor(handle.instance));
     let last: InstanceStatus | null = null;
     let lastSeen = '';
-    while (Date.now() < deadline) {
+    for (let polls = 0; Date.now() < deadline && polls < 1_000_000; polls++) {
+      let outcome: RequestOutcome | null = null;
       try {
+        // The outcome first: a status read after it is at least as new as the request's end.
+        outcome = await wf.query(requestQuery, handle.requestId);
         last = await this.status(handle.instance);
       } catch (err) {
         if (err instanceof NoWorkflowError) throw err;
         // A query can fail while no worker is polling; keep waiting until the deadline.
       }
       if (last) {
-        const rec = last.requests.find((r) => r.id === handle.requestId);
         const seen = `${last.state}/${last.step ?? ''}`;
         if (seen !== lastSeen) {
           lastSeen = seen;
           opts.onProgress?.(last);
         }
-        if (rec?.finishedAt) return last;
+        const rec = last.requests.find((r) => r.id === handle.requestId);
+        if (outcome && !outcome.pending) return { status: last, outcome };
+        if (!outcome && rec?.finishedAt) {
+          return { status: last, outcome: { id: rec.id, kind: rec.kind, pending: false, outcome: rec.outcome } };
+        }
+      }
+      // Every few polls: a run that closed (terminated, reset) will never finish the request.
+      if (polls % 4 === 3) {
+        const run = await wf.describe().catch(() => null);
+        if (run && run.status.name !== 'RUNNING') {
+          throw new RunEndedError(handle.instance, handle.requestId, run.status.name);
+        }
       }
       await sleep(Math.min(pollMs, Math.max(0, deadline - Date.now())));
     }
     throw new WaitTimeoutError(handle.instance, last, Math.round(timeoutMs / 1000));
+  }
+
+  /** How a request ended, or that it is still pending; null when the entity never saw it. */
+  async request(instance: string, requestId: string): Promise<RequestOutcome | null> {
+    try {
+      return await this.temporal.workflow.getHandle(workflowIdFor(instance)).query(requestQuery, requestId);
+    } catch (err) {
+      if (err instanceof WorkflowNotFoundError) throw new NoWorkflowError(instance);
+      throw err;
+    }
   }
 
   /** The outcome recorded for a request (its final state, or why it was rejected). */

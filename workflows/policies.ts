@@ -34,3 +34,41 @@ export const COMPENSATION: ActivityOptions = {
   heartbeatTimeout: '20s',
   retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 12 },
 };
+
+/**
+ * Day-two operations (rotation, sender switch, IP pool): transient errors retry for a few minutes, not forever. They
+ * run in the queue, and an outage must end in a clean rollback rather than hold up the requests behind them.
+ */
+export const DAY_TWO: ActivityOptions = {
+  ...PROVISIONING,
+  scheduleToCloseTimeout: '5m',
+  retry: { ...PROVISIONING.retry, maximumInterval: '30s', maximumAttempts: 8 },
+};
+
+/** The invariant check: read-only and bounded, so a check against an unreachable instance returns. */
+export const CHECK: ActivityOptions = {
+  startToCloseTimeout: '30s',
+  heartbeatTimeout: '20s',
+  scheduleToCloseTimeout: '90s',
+  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '10s', maximumAttempts: 4 },
+};
+
+/**
+ * Disable's SparkPost steps (revoke the key, suspend the subaccount): short timeouts and quick retries, so disable
+ * takes effect at SparkPost within 60 s of the request even while another step was stuck.
+ */
+export const DISABLE_SPARKPOST: ActivityOptions = {
+  startToCloseTimeout: '15s',
+  heartbeatTimeout: '10s',
+  retry: { initialInterval: '500ms', backoffCoefficient: 2, maximumInterval: '5s', maximumAttempts: 20 },
+};
+
+/**
+ * Restoring the site configuration on disable: bounded, because Sourcegraph may be down for days. Disable then ends
+ * `disabled` with `restorePending` in the status, and the entity retries the restore on its own.
+ */
+export const RESTORE: ActivityOptions = {
+  ...COMPENSATION,
+  scheduleToCloseTimeout: '3m',
+  retry: { ...COMPENSATION.retry, maximumAttempts: 6 },
+};

@@ -2,15 +2,13 @@
  * `smtpctl check-fleet`: the fleet-wide invariant check, once (prints the report) or as the Temporal Schedule
  * `managed-smtp-fleet-check` (`--schedule 1h`), created or updated in place.
  */
-import { randomUUID } from 'node:crypto';
 import { Option, type Command } from 'commander';
-import { ScheduleAlreadyRunning, ScheduleOverlapPolicy } from '@temporalio/client';
-import { fleetCheckWorkflow, type FleetCheckInput, type FleetCheckReport } from '../../workflows/fleet';
+import type { FleetCheckInput, FleetCheckReport } from '../../workflows/fleet';
+import { FLEET_CHECK_SCHEDULE_ID } from '../index';
 import type { CommandModule, GlobalOpts } from '../smtpctl';
 import { UsageError } from '../validation';
 
-/** Id of the fleet check schedule. */
-export const FLEET_CHECK_SCHEDULE_ID = 'managed-smtp-fleet-check';
+export { FLEET_CHECK_SCHEDULE_ID };
 
 function positiveInt(argument: string, value: string, max: number): number {
   const n = Number(value);
@@ -28,7 +26,7 @@ function interval(value: string): string {
 
 function formatReport(r: FleetCheckReport): string {
   const lines = [
-    `checked ${r.checked} of ${r.instances} instances: ${r.healthy} healthy, ${r.drifted.length} drifted, ${r.deferred} deferred (budget), ${r.errors.length} errors`,
+    `checked ${r.checked} of ${r.instances} instances: ${r.healthy} healthy, ${r.driftedCount} drifted, ${r.deferred} deferred (budget), ${r.skipped} skipped (busy), ${r.errorCount} errors`,
   ];
   for (const d of r.drifted) {
     lines.push(
@@ -58,25 +56,7 @@ export const registerFleetCommands: CommandModule = (program: Command, ctx) => {
       const every = o.schedule === undefined ? undefined : interval(o.schedule);
       const c = await ctx.getClient();
       if (every) {
-        const action = {
-          type: 'startWorkflow' as const,
-          workflowType: fleetCheckWorkflow,
-          args: [input] as [FleetCheckInput],
-          taskQueue: c.taskQueue,
-          workflowId: `${FLEET_CHECK_SCHEDULE_ID}/run`,
-        };
-        const spec = { intervals: [{ every }] };
-        const policies = { overlap: ScheduleOverlapPolicy.SKIP };
-        let verb = 'created';
-        try {
-          await c.temporal.schedule.create({ scheduleId: FLEET_CHECK_SCHEDULE_ID, spec, action, policies });
-        } catch (err) {
-          if (!(err instanceof ScheduleAlreadyRunning)) throw err;
-          verb = 'updated';
-          await c.temporal.schedule
-            .getHandle(FLEET_CHECK_SCHEDULE_ID)
-            .update((prev) => ({ ...prev, spec, action, policies: { ...prev.policies, ...policies } }));
-        }
+        const verb = await c.scheduleFleetCheck(input, every);
         ctx.emit(
           opts,
           { scheduleId: FLEET_CHECK_SCHEDULE_ID, every, ...input, result: verb },
@@ -84,13 +64,7 @@ export const registerFleetCommands: CommandModule = (program: Command, ctx) => {
         );
         return;
       }
-      const report = await c.temporal.workflow.execute(fleetCheckWorkflow, {
-        workflowId: `managed-smtp-fleet-check/${randomUUID()}`,
-        taskQueue: c.taskQueue,
-        args: [input],
-        // Bounded: without a worker on the task queue this would otherwise wait forever.
-        workflowExecutionTimeout: '30m',
-      });
+      const report = await c.checkFleet(input);
       ctx.emit(opts, report, formatReport(report));
     });
 };

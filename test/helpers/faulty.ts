@@ -9,7 +9,7 @@ export class FaultSwitch {
   tripped = 0;
 
   /** `limit`: the fault lifts by itself after failing that many calls (so a compensation calling the same method works). */
-  constructor(readonly limit = Infinity) {}
+  constructor(public limit = Infinity) {}
 }
 
 /** Returns a proxy of `target` whose `method` throws `error()` while `fault.on`. */

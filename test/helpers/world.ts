@@ -77,6 +77,21 @@ export class World {
     return lane;
   }
 
+  /** Stops a lane's worker and starts a new one on the same task queue (a worker restart mid-flight). */
+  async restart(lane: Lane, deps: ActivityDeps = this.deps()): Promise<void> {
+    lane.worker.shutdown();
+    await lane.running.catch(() => undefined);
+    lane.worker = await createManagedSmtpWorker({
+      connection: this.env.nativeConnection,
+      namespace: 'default',
+      taskQueue: lane.taskQueue,
+      deps,
+      workflowBundle: await workflowBundle(),
+      shutdownGraceTime: '1s',
+    });
+    lane.running = lane.worker.run();
+  }
+
   /** Runs smtpctl in-process against this world's Temporal server (MANAGED_SMTP_TASK_QUEUE picks the lane). */
   async cli(...argv: string[]): Promise<CliRun> {
     let out = '';

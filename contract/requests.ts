@@ -1,0 +1,171 @@
+/**
+ * One schema for every request an instance's entity accepts, used by smtpctl, enable-fleet, the typed client and the
+ * workflow itself. A payload that does not parse is recorded in the status and ignored by the workflow (signals) or
+ * refused by the update's validator: no malformed message can throw a workflow task into a retry loop.
+ * Pure (zod only): imported by workflow code.
+ */
+import { z } from 'zod';
+import { GCP_PROJECT_PATTERN, SECRET_VERSION_PATTERN } from '../lib/instance';
+import { IP_POOL_PATTERN, SENDING_DOMAIN_PATTERN } from '../lib/types';
+
+/** Longest free text (reasons, sender names) a request may carry. */
+export const MAX_TEXT = 500;
+
+/** Whether a string holds a control character (terminal escapes, NUL, newlines). */
+export function hasControlChars(v: string): boolean {
+  return [...v].some((c) => {
+    const n = c.charCodeAt(0);
+    return n < 0x20 || (n >= 0x7f && n < 0xa0);
+  });
+}
+
+const requestId = z
+  .string()
+  .min(1, 'must not be empty')
+  .max(100, 'must be at most 100 characters')
+  .regex(/^[A-Za-z0-9._:-]+$/, 'must be letters, digits, ".", "_", ":" or "-"');
+
+/** A Sourcegraph base URL: http(s), a host, no credentials, query or fragment (the allow-list is checked apart). */
+export const sourcegraphUrlSchema = z
+  .string()
+  .max(2048, 'must be at most 2048 characters')
+  .refine((v) => {
+    if (!URL.canParse(v)) return false;
+    const u = new URL(v);
+    return (
+      (u.protocol === 'https:' || u.protocol === 'http:') &&
+      !u.username &&
+      !u.password &&
+      !u.search &&
+      !u.hash &&
+      !!u.hostname
+    );
+  }, 'must be an http(s) URL of the instance without credentials, query or fragment (e.g. https://acme.sourcegraph.com)');
+
+/** A GCP project id. */
+export const gcpProjectSchema = z
+  .string()
+  .regex(GCP_PROJECT_PATTERN, 'must be a GCP project id (6-30 lowercase letters, digits, hyphens)');
+
+/** A Secret Manager version name. */
+export const secretVersionSchema = z
+  .string()
+  .regex(SECRET_VERSION_PATTERN, 'must be a Secret Manager version name projects/P/secrets/S/versions/(latest|N)');
+
+/** `email.senderName`: plain text. */
+export const senderNameSchema = z
+  .string()
+  .min(1, 'must not be empty')
+  .max(100, 'must be at most 100 characters')
+  .refine(
+    (v) => !hasControlChars(v) && ![...v].some((c) => '"<>'.includes(c)),
+    'must be plain text without quotes, angle brackets or control characters',
+  );
+
+/** A free-text reason. */
+export const reasonSchema = z
+  .string()
+  .max(MAX_TEXT, `must be at most ${MAX_TEXT} characters`)
+  .refine((v) => !hasControlChars(v), 'must not contain control characters');
+
+/** What an operator asked enable to provision. */
+export const enableSpecSchema = z
+  .object({
+    sourcegraphUrl: sourcegraphUrlSchema,
+    gcpProject: gcpProjectSchema,
+    adminTokenSecret: secretVersionSchema,
+    senderName: senderNameSchema.optional(),
+    force: z.boolean().default(false),
+    /** Move a provisioned instance to a new URL or project: restore the old site, delete the old secret, provision. */
+    move: z.boolean().optional(),
+  })
+  .refine((s) => s.adminTokenSecret.startsWith(`projects/${s.gcpProject}/`), {
+    message: "must lie in the instance's own project (projects/<gcp-project>/secrets/...)",
+    path: ['adminTokenSecret'],
+  });
+
+/** The enable signal's payload. */
+export const enableRequestSchema = z.object({ requestId, spec: enableSpecSchema });
+/** The disable signal's payload. */
+export const disableRequestSchema = z.object({ requestId, reason: reasonSchema.optional() });
+/** The rotateKey update's payload. */
+export const rotateRequestSchema = z.object({ requestId });
+/** The check update's payload. */
+export const checkRequestSchema = z.object({ requestId, enforce: z.boolean() });
+/** The ipPool update's payload. */
+export const ipPoolRequestSchema = z.object({
+  requestId,
+  pool: z.string().regex(IP_POOL_PATTERN, 'must be 1-20 of a-z, 0-9, _').nullable(),
+  create: z.boolean().default(false),
+});
+/** The sendingDomain update's payload. */
+export const sendingDomainRequestSchema = z.discriminatedUnion('action', [
+  z.object({
+    requestId,
+    action: z.literal('add'),
+    domain: z.string().regex(SENDING_DOMAIN_PATTERN, 'must be a lowercase domain name'),
+    recheckSeconds: z.number().int().positive().max(86_400).optional(),
+    maxWaitSeconds: z
+      .number()
+      .int()
+      .positive()
+      .max(90 * 86_400)
+      .optional(),
+  }),
+  z.object({ requestId, action: z.literal('remove') }),
+]);
+
+const isoTime = z.string().max(40);
+/** The deliverabilityAlert signal's payload. */
+export const deliverabilityAlertSchema = z.object({
+  active: z.boolean(),
+  at: isoTime,
+  from: isoTime,
+  accepted: z.number().nonnegative(),
+  bounces: z.number().nonnegative(),
+  bounceRate: z.number().min(0).max(1),
+  threshold: z.number().min(0).max(1),
+});
+/** The gdprAudit signal's payload (counts only). */
+export const gdprAuditSchema = z
+  .object({
+    requestId,
+    at: isoTime,
+    scope: z.enum(['listed', 'all-recipients']),
+    recipients: z.number().int().nonnegative(),
+    batches: z.number().int().nonnegative(),
+    optOut: z.boolean(),
+    outcome: z.enum(['filed', 'failed']),
+    error: z.string().max(2000).optional(),
+  })
+  .passthrough();
+/** The stuck signal's payload. */
+export const stuckReportSchema = z.object({
+  activity: z.string().max(100),
+  attempt: z.number().int().positive(),
+  at: isoTime,
+});
+
+/** One line naming the first problem of a payload that did not parse: `spec.gcpProject: must be ...`. */
+export function schemaProblem(error: z.ZodError): string {
+  const issue = error.issues[0];
+  if (!issue) return 'invalid payload';
+  const where = issue.path.length ? issue.path.join('.') : 'payload';
+  return `${where}: ${issue.message}`;
+}
+
+/** Parses a payload; returns the data or a one-line problem. Never throws. */
+export function parseRequest<T>(
+  schema: z.ZodType<T>,
+  payload: unknown,
+): { ok: true; data: T } | { ok: false; problem: string } {
+  try {
+    const r = schema.safeParse(payload);
+    return r.success ? { ok: true, data: r.data } : { ok: false, problem: schemaProblem(r.error) };
+  } catch {
+    return { ok: false, problem: 'payload could not be read' };
+  }
+}
+
+/** The validated enable spec. */
+export type EnableSpecInput = z.input<typeof enableSpecSchema>;

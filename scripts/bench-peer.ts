@@ -1,0 +1,127 @@
+/**
+ * The benchmark's peer (scripts/bench.ts starts it): the seeds' way of enabling managed SMTP, a plain script that
+ * makes an enable's vendor calls in sequence, with no Temporal. It calls the very same activity functions
+ * (createActivities over the vendor clients in vendors/), in the order the entity workflow does on a first enable,
+ * configured by the same environment as the worker. Driven over IPC: `{ op: 'run', instances, concurrency }` in,
+ * the per-instance times, what each enable recorded (for seeding a fleet), CPU seconds and peak RSS out.
+ */
+import { createActivities, type SiteRef } from '../activities';
+import type { EmulatedInstance } from '../emulators/stack';
+import type { EmailSettings } from '../lib/site-config';
+import type { TestEmailRecord } from '../lib/types';
+import { SecretStore } from '../vendors/secret-manager';
+import { SourcegraphClient } from '../vendors/sourcegraph';
+import { SparkPostClient } from '../vendors/sparkpost';
+
+/** What one plain enable did: its time and the facts the entity would have recorded. */
+export interface PeerEnable {
+  name: string;
+  ms: number;
+  error?: string;
+  subaccountId?: number;
+  keyId?: string;
+  secretVersion?: string;
+  sender?: string;
+  previous?: EmailSettings;
+  lastTestEmail?: TestEmailRecord;
+}
+
+/** The result of one run. */
+export interface PeerRun {
+  wallMs: number;
+  enables: PeerEnable[];
+  cpuSeconds: number;
+  peakRssBytes: number;
+}
+
+function env(name: string): string {
+  const v = process.env[name];
+  if (!v) throw new Error(`bench-peer: ${name} is not set`);
+  return v;
+}
+
+const activities = createActivities({
+  sparkpost: new SparkPostClient({ baseUrl: env('SPARKPOST_API_URL'), apiKey: env('SPARKPOST_API_KEY') }),
+  secrets: new SecretStore({ emulatorHost: env('SECRET_MANAGER_EMULATOR_HOST') }),
+  sourcegraph: (opts) => new SourcegraphClient(opts),
+  settings: {
+    relayHost: env('SMTP_RELAY_HOST'),
+    relayPort: Number(env('SMTP_RELAY_PORT')),
+    senderDomain: env('MANAGED_SMTP_SENDER_DOMAIN'),
+    testRecipient: env('MANAGED_SMTP_TEST_RECIPIENT'),
+  },
+});
+
+/** A first enable, step by step as the entity workflow runs it (inspect, subaccount, key, site config, test). */
+async function enable(i: EmulatedInstance): Promise<PeerEnable> {
+  const started = performance.now();
+  const site: SiteRef = { sourcegraphUrl: i.sourcegraphUrl, adminTokenSecret: i.adminTokenSecret };
+  try {
+    const inspection = await activities.inspectSiteConfig(site);
+    const existing = await activities.findSubaccount({ instance: i.name });
+    const sub = await activities.ensureSubaccount({
+      instance: i.name,
+      knownId: existing?.id ?? null,
+      ...(existing === null ? { absentAtStart: true } : {}),
+    });
+    const key = await activities.ensureSendKey({
+      instance: i.name,
+      gcpProject: i.gcpProject,
+      subaccountId: sub.id,
+      ...(existing === null ? { freshSubaccount: true } : {}),
+    });
+    const { sender } = await activities.applyManagedSiteConfig({
+      ...site,
+      instance: i.name,
+      secretVersion: key.secretVersion,
+    });
+    const lastTestEmail = await activities.sendTestEmail(site);
+    return {
+      name: i.name,
+      ms: performance.now() - started,
+      subaccountId: sub.id,
+      keyId: key.keyId,
+      secretVersion: key.secretVersion,
+      sender,
+      previous: inspection.previous,
+      lastTestEmail,
+    };
+  } catch (err) {
+    return { name: i.name, ms: performance.now() - started, error: err instanceof Error ? err.message : String(err) };
+  }
+}
+
+async function run(instances: EmulatedInstance[], concurrency: number): Promise<PeerRun> {
+  const cpu0 = process.cpuUsage();
+  let peakRssBytes = process.memoryUsage.rss();
+  const sampler = setInterval(() => (peakRssBytes = Math.max(peakRssBytes, process.memoryUsage.rss())), 100);
+  const enables: PeerEnable[] = new Array<PeerEnable>(instances.length);
+  const started = performance.now();
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(concurrency, instances.length) }, async () => {
+      while (next < instances.length) {
+        const n = next++;
+        enables[n] = await enable(instances[n]);
+      }
+    }),
+  );
+  const wallMs = performance.now() - started;
+  clearInterval(sampler);
+  const cpu = process.cpuUsage(cpu0);
+  return {
+    wallMs,
+    enables,
+    cpuSeconds: (cpu.user + cpu.system) / 1e6,
+    peakRssBytes: Math.max(peakRssBytes, process.memoryUsage.rss()),
+  };
+}
+
+process.on('message', (msg: { id: number; op: 'run'; instances: EmulatedInstance[]; concurrency: number }) => {
+  run(msg.instances, msg.concurrency).then(
+    (result) => process.send!({ id: msg.id, result }),
+    (err: unknown) => process.send!({ id: msg.id, error: err instanceof Error ? err.message : String(err) }),
+  );
+});
+process.on('disconnect', () => process.exit(0));
+process.send?.({ ready: true });

@@ -1,0 +1,41 @@
+/**
+ * The long run of the model-based concurrency check: `npx tsx scripts/model-check.ts [--runs 200] [--seed N]`.
+ * Prints how many sequences were checked and how long it took; on a failure, fast-check's shrunk counterexample.
+ */
+import fc from 'fast-check';
+import { ModelRunner, sequences } from '../test/helpers/model';
+import { World } from '../test/helpers/world';
+
+function arg(name: string, fallback: number): number {
+  const i = process.argv.indexOf(name);
+  return i > 0 ? Number(process.argv[i + 1]) : fallback;
+}
+
+async function main(): Promise<void> {
+  const runs = arg('--runs', 100);
+  const seed = arg('--seed', Date.now() % 2 ** 31);
+  const world = await World.start();
+  const started = Date.now();
+  let checked = 0;
+  try {
+    const runner = new ModelRunner(world);
+    await runner.start();
+    await fc.assert(
+      fc.asyncProperty(sequences, async (actions) => {
+        await runner.run(actions);
+        checked++;
+      }),
+      { seed, numRuns: runs },
+    );
+    console.log(
+      `model check: ${checked} sequences passed in ${((Date.now() - started) / 1000).toFixed(0)} s (seed ${seed})`,
+    );
+  } finally {
+    await world.close();
+  }
+}
+
+main().catch((err) => {
+  console.error(String(err instanceof Error ? err.message : err));
+  process.exit(1);
+});

@@ -1,0 +1,272 @@
+/**
+ * One request path per instance (issue 9): the eight interleavings that broke the entity before it was rebuilt, each
+ * driven against a real Temporal dev server and the emulators. Each test fails on the old entity.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { applyEdits, modify } from 'jsonc-parser';
+import { VendorError } from '../lib/errors';
+import { workflowIdFor } from '../lib/instance';
+import { readEmailSettings } from '../lib/site-config';
+import { RunEndedError } from '../client';
+import type { ActivityDeps } from '../activities';
+import { FaultSwitch, failing } from './helpers/faulty';
+import { World, specFor, type Lane } from './helpers/world';
+
+/** A gate: calls of one method wait while it is closed (to hold an activity at a chosen point). */
+class Gate {
+  private open = true;
+  private waiters: Array<() => void> = [];
+  waiting = 0;
+  close(): void {
+    this.open = false;
+  }
+  release(): void {
+    this.open = true;
+    for (const w of this.waiters.splice(0)) w();
+  }
+  async pass(): Promise<void> {
+    if (this.open) return;
+    this.waiting++;
+    await new Promise<void>((r) => this.waiters.push(r));
+  }
+}
+
+function gated<T extends object>(target: T, method: keyof T, gate: Gate): T {
+  return new Proxy(target, {
+    get(obj, prop, receiver) {
+      const value = Reflect.get(obj, prop, receiver);
+      if (typeof value !== 'function') return value;
+      if (prop !== method) return value.bind(obj);
+      return async (...args: unknown[]) => {
+        await gate.pass();
+        return (value as (...a: unknown[]) => unknown).apply(obj, args);
+      };
+    },
+  });
+}
+
+const CUSTOMER_SMTP = { host: 'smtp.customer.example.com', port: 587, username: 'me', password: 'theirs' };
+/** A human switching the instance to their own SMTP settings through the site admin UI. */
+function customerEdit(text: string): string {
+  const t = applyEdits(text, modify(text, ['email.address'], 'it@customer.example.com', {}));
+  return applyEdits(t, modify(t, ['email.smtp'], CUSTOMER_SMTP, {}));
+}
+const unavailable = () =>
+  new VendorError({ vendor: 'sourcegraph', kind: 'unavailable', status: 503, message: 'injected: 503' });
+
+async function until(what: string, ok: () => boolean | Promise<boolean>, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await ok()) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.fail(`timed out waiting for ${what}`);
+}
+
+describe('one request path per instance', { timeout: 600_000 }, () => {
+  let world: World;
+  let lane: Lane;
+
+  before(async () => ({ world, lane } = await World.startWithLane()));
+  after(() => world?.close());
+
+  async function enabled(name: string, l: Lane = lane) {
+    const i = world.stack.addInstance(name);
+    const s = await l.client.waitFor(await l.client.enable(name, specFor(i)), { timeoutMs: 60_000, pollMs: 100 });
+    assert.equal(s.state, 'active', s.error ?? '');
+    return { i, subaccountId: s.subaccountId! };
+  }
+
+  function customerOwnsConfig(name: string): boolean {
+    const settings = readEmailSettings(world.stack.sourcegraph.site(name).config);
+    return settings.smtp?.host === 'smtp.customer.example.com' && settings.smtp?.password === 'theirs';
+  }
+
+  /** A lane whose SparkPost listApiKeys waits at the gate (the check's first SparkPost read of keys). */
+  async function gatedLane(gate: Gate): Promise<Lane> {
+    const d: ActivityDeps = world.deps();
+    return world.lane({ ...d, sparkpost: gated(d.sparkpost, 'listApiKeys', gate) });
+  }
+
+  test('1. check --enforce racing disable: the disable wins, the repair never re-enables', async () => {
+    const gate = new Gate();
+    const l = await gatedLane(gate);
+    const { subaccountId } = await enabled('race-check', l);
+    // Drift the check will see: the send key was deleted by hand.
+    const st = world.stack.sparkpost.state;
+    st.apiKeys.splice(0, st.apiKeys.length, ...st.apiKeys.filter((k) => k.subaccount_id !== subaccountId));
+    gate.close();
+    const checking = l.client.check('race-check', true).catch((err: unknown) => err);
+    await until('the check to reach SparkPost', () => gate.waiting > 0);
+    const disabled = l.client.waitFor(await l.client.disable('race-check', 'operator'), { timeoutMs: 60_000 });
+    gate.release();
+    await checking;
+    const s = await disabled;
+    assert.equal(s.state, 'disabled', s.error ?? '');
+    await new Promise((r) => setTimeout(r, 1500)); // time for a wrongly queued repair to run
+    const after = await l.client.status('race-check');
+    assert.equal(after.state, 'disabled');
+    assert.equal(world.liveSubaccounts('race-check')[0]?.status, 'suspended');
+    assert.equal(world.keysOf(subaccountId).length, 0);
+  });
+
+  test('2. the fleet check asks each entity: an instance disabled during the check stays disabled', async () => {
+    const gate = new Gate();
+    const l = await gatedLane(gate);
+    const { subaccountId } = await enabled('race-fleet', l);
+    const st = world.stack.sparkpost.state;
+    st.apiKeys.splice(0, st.apiKeys.length, ...st.apiKeys.filter((k) => k.subaccount_id !== subaccountId));
+    gate.close();
+    const fleet = l.client.checkFleet({ enforce: true, concurrency: 4, sparkpostBudget: 10_000 }).catch((e) => e);
+    await until('the fleet check to reach the instance', () => gate.waiting > 0, 60_000);
+    const disabled = l.client.waitFor(await l.client.disable('race-fleet', 'operator'), { timeoutMs: 60_000 });
+    gate.release();
+    const s = await disabled;
+    await fleet;
+    assert.equal(s.state, 'disabled', s.error ?? '');
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.equal((await l.client.status('race-fleet')).state, 'disabled');
+    assert.equal(world.keysOf(subaccountId).length, 0);
+  });
+
+  test("3a. a customer's settings written while enable retries its patch are left alone", async () => {
+    const i = world.stack.addInstance('own-midway');
+    const d = world.deps();
+    const fault = new FaultSwitch();
+    const l = await world.lane({
+      ...d,
+      sourcegraph: (o) => failing(d.sourcegraph(o), 'editSiteConfig', unavailable, fault),
+    });
+    await l.client.enable(i.name, specFor(i));
+    await until('the patch to retry', () => fault.tripped >= 2);
+    world.stack.sourcegraph.humanEdit(i.name, customerEdit);
+    fault.on = false;
+    await until('the enable to end', async () => (await l.client.status(i.name)).step === null, 90_000);
+    const s = await l.client.status(i.name);
+    assert.equal(s.state, 'customer-managed', s.error ?? '');
+    assert.match(s.error ?? '', /customer/);
+    assert.ok(customerOwnsConfig(i.name), "the customer's settings are intact");
+    const sub = world.allSubaccounts(i.name)[0];
+    assert.equal(sub ? world.keysOf(sub.id).length : 0, 0, 'no live key left behind');
+  });
+
+  test('3b. rotation and disable leave a customer who took over alone', async () => {
+    const { i } = await enabled('own-later');
+    world.stack.sourcegraph.humanEdit(i.name, customerEdit);
+    const rotated = await lane.client.waitFor(await lane.client.rotateKey(i.name), { timeoutMs: 90_000 });
+    assert.equal(rotated.state, 'customer-managed', rotated.error ?? '');
+    assert.ok(customerOwnsConfig(i.name), 'rotation left the settings alone');
+    const disabled = await lane.client.waitFor(await lane.client.disable(i.name), { timeoutMs: 60_000 });
+    assert.equal(disabled.state, 'disabled', disabled.error ?? '');
+    assert.ok(customerOwnsConfig(i.name), 'disable did not restore over them');
+  });
+
+  test('4. malformed signals are recorded and ignored; the entity keeps answering and working', async () => {
+    const { i } = await enabled('malformed');
+    const h = world.env.client.workflow.getHandle(workflowIdFor(i.name));
+    await h.signal('disable');
+    await h.signal('enable', { requestId: 'x', spec: { sourcegraphUrl: 42 } });
+    await h.signal('deliverabilityAlert');
+    await h.signal('gdprAudit', null);
+    await h.signal('sendingDomainEvent');
+    const s = await lane.client.status(i.name);
+    assert.equal(s.state, 'active');
+    assert.ok((s.rejected?.length ?? 0) >= 5, JSON.stringify(s.rejected));
+    assert.ok(s.rejected?.some((r) => r.message === 'enable' && /sourcegraphUrl/.test(r.problem)));
+    await assert.rejects(h.executeUpdate('rotateKey', { args: [{}] }), (err: Error) =>
+      /requestId/.test(String((err.cause as Error | undefined)?.message)),
+    );
+    const d = await lane.client.waitFor(await lane.client.disable(i.name), { timeoutMs: 60_000 });
+    assert.equal(d.state, 'disabled');
+  });
+
+  test('5. against an unreachable instance, disable preempts a rotation and takes effect at SparkPost first', async () => {
+    const d = world.deps();
+    const fault = new FaultSwitch();
+    fault.on = false;
+    const l = await world.lane({
+      ...d,
+      sourcegraph: (o) => failing(d.sourcegraph(o), 'editSiteConfig', unavailable, fault),
+    });
+    const { i, subaccountId } = await enabled('unreachable', l);
+    fault.on = true;
+    await l.client.rotateKey(i.name);
+    await until('the rotation to retry its patch', () => fault.tripped >= 2);
+    const asked = Date.now();
+    const handle = await l.client.disable(i.name, 'customer left');
+    await until(
+      'SparkPost to be disabled',
+      () => world.keysOf(subaccountId).length === 0 && world.liveSubaccounts(i.name)[0]?.status === 'suspended',
+      60_000,
+    );
+    assert.ok(Date.now() - asked < 60_000);
+    const during = await l.client.status(i.name);
+    assert.ok(['disabling', 'disabled'].includes(during.state), during.state);
+    fault.on = false;
+    const s = await l.client.waitFor(handle, { timeoutMs: 240_000 });
+    assert.equal(s.state, 'disabled', s.error ?? '');
+    // A check against an unreachable instance returns (bounded) instead of hanging.
+    fault.on = true;
+    const c = await l.client.check(i.name, false);
+    assert.ok(c.findings.length > 0);
+    fault.on = false;
+  });
+
+  test('6. changing the URL or project of a provisioned instance needs --move, which cleans up the old site', async () => {
+    const { i } = await enabled('mover');
+    const target = world.stack.addInstance('mover-new');
+    const moved = { ...specFor(target) };
+    const refused = await lane.client.waitForRequest(await lane.client.enable(i.name, moved), { timeoutMs: 30_000 });
+    assert.match(refused.outcome?.outcome ?? '', /rejected: .*--move/);
+    assert.equal(refused.status.state, 'active');
+    const s = await lane.client.waitFor(await lane.client.enable(i.name, { ...moved, move: true }), {
+      timeoutMs: 90_000,
+    });
+    assert.equal(s.state, 'active', s.error ?? '');
+    assert.equal(s.spec?.sourcegraphUrl, target.sourcegraphUrl);
+    assert.equal(readEmailSettings(world.stack.sourcegraph.site(i.name).config).smtp, null, 'old site restored');
+    assert.equal(world.sendKeySecret(i.gcpProject), undefined, 'old secret deleted');
+    assert.ok(world.sendKeySecret(target.gcpProject), 'new secret');
+  });
+
+  test('7. the workflow id decides the instance', async () => {
+    const i = world.stack.addInstance('by-id');
+    const h = await world.env.client.workflow.signalWithStart('managedSmtpWorkflow', {
+      workflowId: workflowIdFor('by-id'),
+      taskQueue: lane.taskQueue,
+      args: [{ instance: 'someone-else' }],
+      signal: 'enable',
+      signalArgs: [{ requestId: 'r1', spec: specFor(i) }],
+    });
+    await until('active', async () => (await lane.client.status('by-id')).state === 'active', 60_000);
+    const s = await lane.client.status('by-id');
+    assert.equal(s.instance, 'by-id');
+    assert.ok(s.rejected?.some((r) => /someone-else/.test(r.problem)));
+    assert.equal(world.liveSubaccounts('someone-else').length, 0);
+    void h;
+  });
+
+  test('8. waiters never hang: past 20 newer requests, and when the run ends', async () => {
+    const { i } = await enabled('waiter');
+    const first = await lane.client.enable(i.name, specFor(i));
+    await lane.client.waitFor(first, { timeoutMs: 60_000 });
+    for (let n = 0; n < 22; n++) await lane.client.check(i.name, false);
+    const r = await lane.client.waitForRequest(first, { timeoutMs: 5_000 });
+    assert.equal(r.outcome?.outcome, 'active');
+    // A request still queued when the run is terminated ends the wait at once with a sentence.
+    const d = world.deps();
+    const fault = new FaultSwitch();
+    const l = await world.lane({
+      ...d,
+      sourcegraph: (o) => failing(d.sourcegraph(o), 'editSiteConfig', unavailable, fault),
+    });
+    const j = world.stack.addInstance('waiter-ended');
+    const handle = await l.client.enable(j.name, specFor(j));
+    await until('the enable to retry', () => fault.tripped >= 1);
+    await world.env.client.workflow.getHandle(workflowIdFor(j.name)).terminate('test');
+    const started = Date.now();
+    await assert.rejects(l.client.waitForRequest(handle, { timeoutMs: 60_000, pollMs: 100 }), RunEndedError);
+    assert.ok(Date.now() - started < 10_000);
+  });
+});

@@ -1,0 +1,152 @@
+/**
+ * The managed SMTP entity workflow: one long-lived execution per instance (`managed-smtp/<instance>`) that owns the
+ * instance's state and serialises every change to it. Handlers only validate (one zod schema per message, from
+ * contract/) and enqueue; the loop below runs one request at a time; a disable preempts whatever runs. A malformed
+ * message is recorded in the status and ignored, so no payload can wedge the entity.
+ */
+import {
+  allHandlersFinished,
+  CancellationScope,
+  condition,
+  continueAsNew,
+  isCancellation,
+  setHandler,
+  workflowInfo,
+} from '@temporalio/workflow';
+import { describeFailure } from '../../contract/failures';
+import {
+  checkUpdate,
+  deliverabilityAlertSignal,
+  disableSignal,
+  enableSignal,
+  gdprAuditSignal,
+  ipPoolUpdate,
+  requestQuery,
+  rotateKeyUpdate,
+  sendingDomainUpdate,
+  statusQuery,
+  stuckSignal,
+} from '../../contract/messages';
+import type { QueuedRequest } from '../../contract/types';
+import { instanceFromWorkflowId } from '../../lib/instance';
+import { sendingDomainEventSignal } from '../domains';
+import { check, repairDropReason } from './check';
+import { disable, restoreSite } from './disable';
+import { enable } from './enable';
+import { Entity, type ManagedSmtpInput } from './entity';
+import { Handlers } from './handlers';
+import { setIpPool } from './ip-pool';
+import { rotate } from './rotate';
+import { sendingDomain } from './sender';
+
+export type { CarriedState, ManagedSmtpInput } from './entity';
+
+/** Runs one queued request in its own cancellation scope, so a disable can preempt it. */
+async function dispatch(e: Entity, next: QueuedRequest): Promise<void> {
+  switch (next.kind) {
+    case 'enable':
+      return enable(e, next.request);
+    case 'disable':
+      return disable(e, next.request);
+    case 'rotate':
+      return rotate(e, next.request.requestId);
+    case 'sending-domain':
+      return sendingDomain(e, next.request);
+    case 'ip-pool':
+      return setIpPool(e, next.request);
+    case 'check':
+      return check(e, next.request);
+    case 'repair': {
+      const spec = e.status.spec;
+      const { requestId, action } = next.request;
+      if (action === 'disable' || !spec) return disable(e, { requestId, reason: 'check --enforce repair' });
+      return enable(e, { requestId, spec: { ...spec, force: false } });
+    }
+  }
+}
+
+async function runOne(e: Entity, next: QueuedRequest): Promise<void> {
+  const id = next.request.requestId;
+  if (next.kind === 'repair') {
+    const dropped = repairDropReason(e, next.request);
+    if (dropped) return e.finish(id, dropped, 'repair');
+  }
+  const scope = new CancellationScope();
+  e.current = next.kind === 'disable' ? null : { kind: next.kind, scope };
+  let outcome: string | undefined;
+  try {
+    await scope.run(() => dispatch(e, next));
+  } catch (err) {
+    if (isCancellation(err)) outcome = 'superseded by disable';
+    else {
+      // A bug must not stop the entity: record it, leave the state readable, go on with the queue.
+      e.status.error = `${next.kind} stopped unexpectedly: ${describeFailure(err)}`;
+      e.publish(e.status.state === 'provisioning' ? 'failed' : e.status.state, null);
+    }
+  } finally {
+    e.current = null;
+    e.operation = null;
+  }
+  if (next.kind === 'check' && !e.results.has(id)) {
+    e.results.set(id, new Error(outcome ?? 'the check did not run'));
+  }
+  if (e.keepOpen.delete(id)) return;
+  e.finish(id, outcome, next.kind);
+}
+
+/** The entity workflow of one instance. Start it with signalWithStart(enableSignal) under `managed-smtp/<instance>`. */
+export async function managedSmtpWorkflow(input: ManagedSmtpInput): Promise<void> {
+  // The workflow id decides which instance this is: a start naming another instance changes nothing.
+  const fromId = instanceFromWorkflowId(workflowInfo().workflowId);
+  const e = new Entity(fromId ?? String(input?.instance ?? 'unknown'), input?.carried);
+  const h = new Handlers(
+    e,
+    fromId === null ? `workflow id ${workflowInfo().workflowId} is not managed-smtp/<instance>` : null,
+  );
+  if (fromId !== null && input?.instance !== undefined && input.instance !== fromId && !input.carried) {
+    e.reject(
+      'start',
+      input,
+      `input names instance ${String(input.instance).slice(0, 80)}; the workflow id says ${fromId}`,
+    );
+  }
+
+  setHandler(statusQuery, () => e.status);
+  setHandler(requestQuery, (id) => e.outcomeOf(String(id)));
+  setHandler(enableSignal, (p) => h.safely('enable', p, () => h.onEnable(p)));
+  setHandler(disableSignal, (p) => h.safely('disable', p, () => h.onDisable(p)));
+  setHandler(deliverabilityAlertSignal, (p) => h.safely('deliverabilityAlert', p, () => h.onAlert(p)));
+  setHandler(gdprAuditSignal, (p) => h.safely('gdprAudit', p, () => h.onGdprAudit(p)));
+  setHandler(stuckSignal, (p) => h.safely('stuck', p, () => h.onStuck(p)));
+  setHandler(sendingDomainEventSignal, (p) => h.safely('sendingDomainEvent', p, () => h.onDomainEvent(p)));
+  setHandler(rotateKeyUpdate, (p) => h.onRotate(p), { validator: (p) => h.validateRotate(p) });
+  setHandler(ipPoolUpdate, (p) => h.onIpPool(p), { validator: (p) => h.validateIpPool(p) });
+  setHandler(checkUpdate, (p) => h.onCheck(p), { validator: (p) => h.validateCheck(p) });
+  setHandler(sendingDomainUpdate, (p) => h.onSendingDomain(p), { validator: (p) => h.validateSendingDomain(p) });
+  if (e.status.requests.length === 0 && e.queue.length === 0) e.refreshDetails();
+
+  let restoreWait = 0;
+  for (;;) {
+    const pending = !!e.status.restorePending && e.status.state === 'disabled';
+    if (pending) {
+      // Back off from 10 minutes to 6 hours: a site down for months costs a few events a day.
+      const minutes = Math.min(360, 10 * 2 ** restoreWait);
+      const woke = await condition(() => e.queue.length > 0 || e.shouldContinueAsNew(), minutes * 60_000);
+      if (!woke) {
+        restoreWait = (await restoreSite(e)) ? 0 : restoreWait + 1;
+        if (!e.status.restorePending) e.status.error = null;
+        e.refreshDetails();
+        continue;
+      }
+    } else {
+      restoreWait = 0;
+      await condition(() => e.queue.length > 0 || e.shouldContinueAsNew());
+    }
+    const next = e.queue.shift();
+    if (next) await runOne(e, next);
+    if (e.queue.length === 0 && e.shouldContinueAsNew()) {
+      await condition(allHandlersFinished);
+      await continueAsNew<typeof managedSmtpWorkflow>({ instance: e.status.instance, carried: e.carry() });
+    }
+  }
+}
