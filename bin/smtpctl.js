@@ -1,12 +1,19 @@
 #!/usr/bin/env node
-// Entry point of `npx smtpctl`: runs the TypeScript CLI through tsx, so there is no build step to forget.
-require('tsx/cjs');
-const { runCli } = require('../client/smtpctl.ts');
+'use strict';
+// Entry point of `smtpctl`: runs the JavaScript that `npm ci` (the `prepare` script) or `npm run build` put in dist/,
+// so no TypeScript is compiled at run time. The CLI sets process.exitCode and lets stdout drain; it never exits early.
+const path = require('node:path');
 
-runCli(process.argv.slice(2)).then(
-  (code) => process.exit(code),
-  (err) => {
-    process.stderr.write(`smtpctl: ${err && err.message ? err.message : String(err)}\n`);
-    process.exit(1);
-  },
-);
+const entry = path.join(__dirname, '..', 'dist', 'client', 'smtpctl.js');
+let cli;
+try {
+  cli = require(entry);
+} catch (err) {
+  if (err && err.code === 'MODULE_NOT_FOUND' && String(err.message).includes(entry)) {
+    process.stderr.write('smtpctl: not built yet: run `npm run build` (npm ci does it) in the managed-smtp checkout\n');
+    process.exitCode = 1;
+    return;
+  }
+  throw err;
+}
+cli.main(process.argv.slice(2));

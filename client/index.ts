@@ -462,4 +462,58 @@ export class ManagedSmtpClient {
     }
     return stuck;
   }
+
+  /**
+   * One page of `list`, using the visibility API's own paging: up to `pageSize` instance workflows from where
+   * `pageToken` (from the previous page, null for the first) points, with their statuses (sorted by instance within the
+   * page), and the token of the next page (null on the last). Filters apply within the page, so a page may be short.
+   */
+  async listPage(
+    filter: { state?: InstanceState; stuck?: boolean },
+    page: { pageSize: number; pageToken: string | null },
+  ): Promise<{ statuses: ListedStatus[]; nextPageToken: string | null; unreadable: string[] }> {
+    let query = `WorkflowType = 'managedSmtpWorkflow' AND ExecutionStatus = 'Running' AND ${INSTANCE_KEY.name} IS NOT NULL`;
+    if (filter.state) query += ` AND ${STATE_KEY.name} = '${filter.state}'`;
+    const res = await this.temporal.workflowService.listWorkflowExecutions({
+      namespace: this.temporal.options.namespace,
+      query,
+      pageSize: page.pageSize,
+      nextPageToken: page.pageToken ? Buffer.from(page.pageToken, 'base64url') : undefined,
+    });
+    const instances: string[] = [];
+    for (const e of res.executions ?? []) {
+      const name = e.execution?.workflowId ? instanceFromWorkflowId(e.execution.workflowId) : null;
+      if (name) instances.push(name);
+    }
+    instances.sort();
+    const statuses: InstanceStatus[] = [];
+    // Bounded concurrency, as in list(): a page must not flood the frontend with queries. A query that failed is
+    // asked again (twice, a read); a workflow that ended meanwhile is left out; the rest is reported, never dropped.
+    let pending = instances;
+    for (let attempt = 0; attempt < 3 && pending.length > 0; attempt++) {
+      const failed: string[] = [];
+      for (let i = 0; i < pending.length; i += 20) {
+        const names = pending.slice(i, i + 20);
+        const batch = await Promise.allSettled(names.map((n) => this.status(n)));
+        batch.forEach((r, k) => {
+          if (r.status === 'fulfilled') statuses.push(r.value);
+          else if (!(r.reason instanceof NoWorkflowError)) failed.push(names[k]);
+        });
+      }
+      pending = failed;
+    }
+    statuses.sort((a, b) => a.instance.localeCompare(b.instance));
+    let listed: ListedStatus[] = filter.state ? statuses.filter((s) => s.state === filter.state) : statuses;
+    if (filter.stuck) {
+      const stuck: ListedStatus[] = [];
+      for (const s of listed) {
+        if (s.step === null) continue;
+        const info = await this.stuckInfo(s.instance).catch(() => null);
+        if (info) stuck.push({ ...s, stuck: info });
+      }
+      listed = stuck;
+    }
+    const token = res.nextPageToken && res.nextPageToken.length > 0 ? Buffer.from(res.nextPageToken) : null;
+    return { statuses: listed, nextPageToken: token ? token.toString('base64url') : null, unreadable: pending };
+  }
 }

@@ -1,37 +1,28 @@
 /**
  * smtpctl: the operator CLI. Exit codes (INTERFACE.md): 0 success, 1 the operation failed, 2 bad usage or input
- * (one line naming the argument). `--json` prints exactly one JSON document on stdout; human output goes to stdout
- * and diagnostics to stderr. Nothing printed here ever holds a secret: statuses carry only where secrets live.
+ * (one line naming the argument). `--json` prints exactly one JSON document on stdout (with "schemaVersion"; the JSON
+ * Schemas are in schemas/); human output goes to stdout and diagnostics to stderr. Nothing printed here ever holds a
+ * secret: statuses carry only where secrets live. The process ends by setting its exit code and letting stdout and
+ * stderr drain, never by process.exit(), so large outputs reach a pipe whole.
  */
-import { Command, CommanderError, Option } from 'commander';
+import { once } from 'node:events';
+import { Command, CommanderError, Help, Option } from 'commander';
 import type { Client } from '@temporalio/client';
 import { defaultAdminTokenSecret } from '../lib/instance';
 import type { CheckResult, EnableSpec, InstanceStatus } from '../lib/types';
-import { connectTemporal } from './connection';
-import {
-  ManagedSmtpClient,
-  NoWorkflowError,
-  InvalidRequestError,
-  RequestRejectedError,
-  RunEndedError,
-  WaitTimeoutError,
-  type ListedStatus,
-  type RequestHandle,
-} from './index';
-import { UsageError, allowedSourcegraphUrls, validate } from './validation';
-import { registerFleetCommands } from './commands/fleet';
-import { registerGdprCommands } from './commands/gdpr';
-import { registerDeliverabilityCommands } from './commands/deliverability';
-import { registerRolloutCommands } from './commands/rollout';
-import { registerDomainCommands } from './commands/domains';
-import { registerIssue13Commands } from './commands/why';
-import { CodecConfigError } from '../lib/codec';
+import type { ListedStatus, ManagedSmtpClient, RequestHandle } from './index';
+import type * as Validation from './validation';
+import type { Resolver } from '../lib/target-guard';
 import { stripControlChars } from '../lib/sanitize';
-import { TargetGuard, TargetRefusedError, type Resolver } from '../lib/target-guard';
-
 import { OperationFailed } from './errors';
+import { SCHEMA_VERSION, withSchemaVersion } from './schema-version';
 
 export { OperationFailed };
+
+// Start-up cost matters (an operator types these): only commander and small local modules load eagerly. The Temporal
+// client, zod and each command module load when a command needs them; `--help` loads none of them.
+const loadValidation = (): Promise<typeof Validation> => import('./validation.js');
+const loadClientModule = () => import('./index.js');
 
 /** Where output goes; injectable so tests can run the CLI in-process. */
 export interface Io {
@@ -123,18 +114,138 @@ function formatStatus(s: InstanceStatus): string {
   return rows.map(([k, v]) => `${k.padEnd(16)}${v}`).join('\n') + '\n';
 }
 
-/** Builds the CLI and a function that closes its Temporal connection. `connect` is injectable for tests. */
+/** A command a lazily loaded module registers, as the top-level help lists it before the module is loaded. */
+interface CommandSummary {
+  name: string;
+  /** How help shows it: name, `[options]`, arguments. */
+  term: string;
+  description: string;
+}
+
+/** A command module and the commands it registers (test/cli-output.test.ts checks these against the module). */
+export interface LazyCommandModule {
+  load: () => Promise<CommandModule>;
+  commands: CommandSummary[];
+}
+
+/** The command modules of client/commands/, loaded only when one of their commands runs or shows its help. */
+export const COMMAND_MODULES: LazyCommandModule[] = [
+  {
+    load: async () => (await import('./commands/fleet.js')).registerFleetCommands,
+    commands: [
+      {
+        name: 'check-fleet',
+        term: 'check-fleet [options]',
+        description: 'check every instance (bounded concurrency and SparkPost budget); --enforce repairs drift',
+      },
+    ],
+  },
+  {
+    load: async () => (await import('./commands/gdpr.js')).registerGdprCommands,
+    commands: [
+      {
+        name: 'gdpr-delete',
+        term: 'gdpr-delete [options] <instance>',
+        description: "file SparkPost data-privacy deletion for an instance's recipients, scoped to its subaccount",
+      },
+      {
+        name: 'gdpr-status',
+        term: 'gdpr-status <instance> [requestId]',
+        description: "the receipts of an instance's GDPR requests (never an address)",
+      },
+      {
+        name: 'offboard',
+        term: 'offboard [options] <instance>',
+        description: 'for an instance that leaves for good: disable, erase its recipients, terminate, delete secrets',
+      },
+    ],
+  },
+  {
+    load: async () => (await import('./commands/deliverability.js')).registerDeliverabilityCommands,
+    commands: [
+      {
+        name: 'stats',
+        term: 'stats [options] [instance]',
+        description:
+          'accepted, delivered, bounce counts and bounce rate from SparkPost metrics (no instance: the fleet)',
+      },
+      { name: 'alerts', term: 'alerts', description: 'the bounce-rate alert over every instance' },
+    ],
+  },
+  {
+    load: async () => (await import('./commands/rollout.js')).registerRolloutCommands,
+    commands: [
+      {
+        name: 'enable-fleet',
+        term: 'enable-fleet [options] <fleet.yaml>',
+        description: 'start or update managed SMTP for every instance of a fleet file (disable those flagged disabled)',
+      },
+    ],
+  },
+  {
+    load: async () => (await import('./commands/why.js')).registerIssue13Commands,
+    commands: [
+      {
+        name: 'why',
+        term: 'why <instance> <email>',
+        description: "a recipient's recent events and suppression entry for this instance only, and a verdict",
+      },
+      { name: 'suppression', term: 'suppression', description: "an instance's SparkPost suppression list" },
+      { name: 'webhooks', term: 'webhooks', description: 'SparkPost event webhooks for reputation protection' },
+      { name: 'protection', term: 'protection', description: 'reputation protection of an instance' },
+    ],
+  },
+  {
+    load: async () => (await import('./commands/domains.js')).registerDomainCommands,
+    commands: [
+      {
+        name: 'sending-domain',
+        term: 'sending-domain',
+        description: "an instance's own sending domain: add (DKIM, DNS verification, sender switch), verify, remove",
+      },
+      {
+        name: 'ip-pool',
+        term: 'ip-pool',
+        description: "the instance's dedicated SparkPost IP pool: assign (optionally creating it) or unassign",
+      },
+    ],
+  },
+];
+
+/** The command an argument list runs (or asks help for); global options take no values. */
+function commandNameOf(argv: string[]): string | undefined {
+  const words = argv.filter((a) => !a.startsWith('-'));
+  return words[0] === 'help' ? words[1] : words[0];
+}
+
+/** The command module that registers `name`, if a lazily loaded one does. */
+export function moduleOf(name: string | undefined): LazyCommandModule | undefined {
+  return name === undefined ? undefined : COMMAND_MODULES.find((m) => m.commands.some((c) => c.name === name));
+}
+
+/** Page size of `list` when it walks the whole fleet. */
+const LIST_PAGE_SIZE = 100;
+/** Most workflows one `list --limit` page may ask the visibility API for. */
+const MAX_LIST_LIMIT = 1000;
+
+/**
+ * Builds the CLI and a function that closes its Temporal connection. `connect` is injectable for tests. Command modules
+ * in `loaded` are registered; the others appear as summaries (enough for the top-level help), see `runCli`.
+ */
 export function buildProgram(
   io: Io = processIo,
-  connect: () => Promise<Client> = connectTemporal,
+  connect?: () => Promise<Client>,
+  loaded: ReadonlyMap<LazyCommandModule, CommandModule> = new Map(),
   cliOptions: CliOptions = {},
 ): { program: Command; close: () => Promise<void> } {
   let client: ManagedSmtpClient | null = null;
   let ownsConnection = false;
   const getClient = async () => {
     if (!client) {
-      client = new ManagedSmtpClient(await connect());
-      ownsConnection = connect === connectTemporal;
+      const { ManagedSmtpClient } = await loadClientModule();
+      ownsConnection = connect === undefined;
+      const temporal = connect ? await connect() : await (await import('./connection.js')).connectTemporal();
+      client = new ManagedSmtpClient(temporal);
     }
     return client;
   };
@@ -142,15 +253,19 @@ export function buildProgram(
     if (client && ownsConnection) await client.temporal.connection.close();
   };
 
+  const summaries = new Map<Command, string>();
+  const defaultHelp = new Help();
   const program = new Command('smtpctl')
     .description('Operate managed SMTP (SparkPost) for hosted Sourcegraph instances')
     .option('--json', 'print one JSON document on stdout')
     .exitOverride()
-    .configureOutput({ writeOut: io.out, writeErr: io.err });
+    .configureOutput({ writeOut: io.out, writeErr: io.err })
+    // Commands of modules not loaded are summaries: show them as their module would.
+    .configureHelp({ subcommandTerm: (cmd) => summaries.get(cmd) ?? defaultHelp.subcommandTerm(cmd) });
 
   // Human output quotes what instances said: control characters (an ESC sequence) never reach the terminal.
   const emit = (opts: GlobalOpts, json: unknown, human: string) =>
-    io.out(opts.json ? JSON.stringify(json) + '\n' : stripControlChars(human));
+    io.out(opts.json ? JSON.stringify(withSchemaVersion(json)) + '\n' : stripControlChars(human));
 
   const progress = (opts: GlobalOpts) => (s: InstanceStatus) => {
     if (!opts.json) io.err(`${s.instance}: ${s.state}${s.step ? ` (${s.step})` : ''}\n`);
@@ -163,6 +278,7 @@ export function buildProgram(
     timeoutSeconds: number,
   ): Promise<void> {
     const c = await getClient();
+    const { ManagedSmtpClient } = await loadClientModule();
     const { status, outcome: done } = await c.waitForRequest(handle, {
       timeoutMs: timeoutSeconds * 1000,
       onProgress: progress(opts),
@@ -174,6 +290,12 @@ export function buildProgram(
       throw new OperationFailed(why ?? `${handle.instance} ended ${status.state}`, status);
     }
     emit(opts, status, formatStatus(status));
+  }
+
+  /** Writes to stdout and, when it is the process's own, waits while the pipe is full (memory stays one page). */
+  async function write(text: string): Promise<void> {
+    io.out(text);
+    if (io === processIo && process.stdout.writableNeedDrain) await once(process.stdout, 'drain');
   }
 
   program
@@ -198,6 +320,7 @@ export function buildProgram(
     .addOption(new Option('--timeout <seconds>', 'how long --wait waits').default('900'))
     .action(async (instanceArg: string, o: Record<string, string | boolean | string[] | undefined>, cmd: Command) => {
       const opts = cmd.optsWithGlobals() as GlobalOpts;
+      const { validate, UsageError, allowedSourcegraphUrls } = await loadValidation();
       const instance = validate.instance(instanceArg);
       const gcpProject = validate.gcpProject(o.gcpProject);
       const patterns = allowedSourcegraphUrls();
@@ -238,6 +361,7 @@ export function buildProgram(
     .addOption(new Option('--timeout <seconds>', 'how long --wait waits').default('900'))
     .action(async (instanceArg: string, o: Record<string, string | boolean | undefined>, cmd: Command) => {
       const opts = cmd.optsWithGlobals() as GlobalOpts;
+      const { validate } = await loadValidation();
       const instance = validate.instance(instanceArg);
       const reason = o.reason === undefined ? undefined : validate.reason(o.reason);
       const timeout = validate.timeoutSeconds(o.timeout);
@@ -257,6 +381,7 @@ export function buildProgram(
     .argument('<instance>', 'instance slug')
     .action(async (instanceArg: string, _o: unknown, cmd: Command) => {
       const opts = cmd.optsWithGlobals() as GlobalOpts;
+      const { validate } = await loadValidation();
       const instance = validate.instance(instanceArg);
       const status = await (await getClient()).status(instance);
       emit(opts, status, formatStatus(status));
@@ -264,21 +389,100 @@ export function buildProgram(
 
   program
     .command('list')
-    .description('instances with their state')
+    .description('instances with their state (the whole fleet, streamed page by page, or one page with --limit)')
     .option('--state <state>', 'only instances in this state')
     .option('--stuck', 'only instances whose current step has been retried 3 times or more')
-    .action(async (o: { state?: string; stuck?: boolean }, cmd: Command) => {
-      const opts = cmd.optsWithGlobals() as GlobalOpts;
-      const state = o.state === undefined ? undefined : validate.state(o.state);
-      const statuses = await (await getClient()).list({ state, stuck: o.stuck === true });
-      const line = (s: ListedStatus) => {
-        const stuck = s.stuck
-          ? `  stuck: ${s.stuck.activity} attempt ${s.stuck.attempts}${s.stuck.lastFailure ? `: ${s.stuck.lastFailure}` : ''}`
-          : '';
-        return `${s.instance.padEnd(24)}${s.state.padEnd(18)}${s.step ?? ''}${s.error ? `  ${s.error}` : ''}${stuck}`;
-      };
-      emit(opts, statuses, statuses.length === 0 ? 'no instances\n' : statuses.map(line).join('\n') + '\n');
-    });
+    .option('--limit <n>', `one page: look at up to n workflows (1-${MAX_LIST_LIMIT}) and print the next page token`)
+    .option('--page-token <token>', 'the page after the one that printed this token (with --limit)')
+    .option('--ndjson', 'one JSON status a line, printed as pages arrive')
+    .action(
+      async (
+        o: { state?: string; stuck?: boolean; limit?: string; pageToken?: string; ndjson?: boolean },
+        cmd: Command,
+      ) => {
+        const opts = cmd.optsWithGlobals() as GlobalOpts;
+        const { validate, UsageError } = await loadValidation();
+        const state = o.state === undefined ? undefined : validate.state(o.state);
+        let limit: number | undefined;
+        if (o.limit !== undefined) {
+          limit = Number(o.limit);
+          if (!/^\d+$/.test(o.limit) || limit < 1 || limit > MAX_LIST_LIMIT) {
+            throw new UsageError('--limit', `must be a whole number from 1 to ${MAX_LIST_LIMIT}`);
+          }
+        }
+        if (o.pageToken !== undefined) {
+          if (limit === undefined) throw new UsageError('--page-token', 'needs --limit (the size of the page)');
+          if (!/^[A-Za-z0-9_-]{1,4096}$/.test(o.pageToken)) {
+            throw new UsageError('--page-token', 'must be a token printed by an earlier list --limit');
+          }
+        }
+        const mode = o.ndjson ? 'ndjson' : opts.json ? 'json' : 'human';
+        const c = await getClient();
+        const filter = { state, stuck: o.stuck === true };
+        const line = (s: ListedStatus) => {
+          const stuck = s.stuck
+            ? `  stuck: ${s.stuck.activity} attempt ${s.stuck.attempts}${s.stuck.lastFailure ? `: ${s.stuck.lastFailure}` : ''}`
+            : '';
+          return `${s.instance.padEnd(24)}${s.state.padEnd(18)}${s.step ?? ''}${s.error ? `  ${s.error}` : ''}${stuck}\n`;
+        };
+        const doc = (s: ListedStatus) => JSON.stringify(withSchemaVersion(s));
+
+        // Instances whose status could not be read are named at the end, and the command fails (exit 1).
+        const unreadable: string[] = [];
+        const failIfUnreadable = () => {
+          if (unreadable.length === 0) return;
+          const names = unreadable.slice(0, 10).join(', ') + (unreadable.length > 10 ? ', ...' : '');
+          throw new OperationFailed(`could not read the status of ${unreadable.length} instance(s): ${names}`);
+        };
+        if (limit !== undefined) {
+          const page = await c.listPage(filter, { pageSize: limit, pageToken: o.pageToken ?? null });
+          unreadable.push(...page.unreadable);
+          if (mode === 'json') {
+            // One page is one document: the statuses and where the next page starts.
+            await write(
+              JSON.stringify({
+                schemaVersion: SCHEMA_VERSION,
+                instances: page.statuses.map((s) => withSchemaVersion(s)),
+                nextPageToken: page.nextPageToken,
+              }) + '\n',
+            );
+          } else if (mode === 'ndjson') {
+            for (const s of page.statuses) await write(doc(s) + '\n');
+            if (page.nextPageToken) {
+              await write(JSON.stringify({ schemaVersion: SCHEMA_VERSION, nextPageToken: page.nextPageToken }) + '\n');
+            }
+          } else {
+            for (const s of page.statuses) await write(line(s));
+            if (page.statuses.length === 0) await write('no instances on this page\n');
+            if (page.nextPageToken) {
+              io.err(`next page: smtpctl list --limit ${limit} --page-token ${page.nextPageToken}\n`);
+            }
+          }
+          failIfUnreadable();
+          return;
+        }
+
+        // The whole fleet: page by page, each page written before the next is fetched.
+        let count = 0;
+        let token: string | null = null;
+        if (mode === 'json') await write('[');
+        for (let pages = 0; pages < 100_000; pages++) {
+          const page = await c.listPage(filter, { pageSize: LIST_PAGE_SIZE, pageToken: token });
+          unreadable.push(...page.unreadable);
+          for (const s of page.statuses) {
+            if (mode === 'json') await write((count > 0 ? ',' : '') + doc(s));
+            else if (mode === 'ndjson') await write(doc(s) + '\n');
+            else await write(line(s));
+            count++;
+          }
+          token = page.nextPageToken;
+          if (!token) break;
+        }
+        if (mode === 'json') await write(']\n');
+        else if (mode === 'human' && count === 0) await write('no instances\n');
+        failIfUnreadable();
+      },
+    );
 
   program
     .command('check')
@@ -288,6 +492,7 @@ export function buildProgram(
     .addOption(new Option('--timeout <seconds>', 'how long to wait for a repair').default('900'))
     .action(async (instanceArg: string, o: { enforce?: boolean; timeout: string }, cmd: Command) => {
       const opts = cmd.optsWithGlobals() as GlobalOpts;
+      const { validate } = await loadValidation();
       const instance = validate.instance(instanceArg);
       const timeout = validate.timeoutSeconds(o.timeout);
       const c = await getClient();
@@ -324,6 +529,7 @@ export function buildProgram(
     .addOption(new Option('--timeout <seconds>', 'how long --wait waits').default('900'))
     .action(async (instanceArg: string, o: { wait?: boolean; timeout: string }, cmd: Command) => {
       const opts = cmd.optsWithGlobals() as GlobalOpts;
+      const { validate } = await loadValidation();
       const instance = validate.instance(instanceArg);
       const timeout = validate.timeoutSeconds(o.timeout);
       const c = await getClient();
@@ -342,7 +548,12 @@ export function buildProgram(
     });
 
   /** Refuses (UsageError) a URL whose host resolves to an address the allow-list does not name explicitly. */
-  async function checkAddress(url: string, patterns: ReturnType<typeof allowedSourcegraphUrls>): Promise<void> {
+  async function checkAddress(
+    url: string,
+    patterns: ReturnType<typeof Validation.allowedSourcegraphUrls>,
+  ): Promise<void> {
+    const { TargetGuard, TargetRefusedError } = await import('../lib/target-guard.js');
+    const { UsageError } = await loadValidation();
     try {
       await new TargetGuard(patterns, cliOptions.resolver).resolve(url);
     } catch (err) {
@@ -353,19 +564,22 @@ export function buildProgram(
   }
 
   const ctx: CliContext = { io, getClient, emit, progress, waitAndReport, formatStatus };
-  // Built here, not at module load, so a command module may import from this file in any order.
-  for (const register of [
-    registerFleetCommands,
-    registerGdprCommands,
-    registerDeliverabilityCommands,
-    registerRolloutCommands,
-    registerDomainCommands,
-    registerIssue13Commands, // why, suppression, webhooks, protection
-  ]) {
-    register(program, ctx);
+  for (const m of COMMAND_MODULES) {
+    const register = loaded.get(m);
+    if (register) {
+      register(program, ctx);
+      continue;
+    }
+    for (const c of m.commands) {
+      summaries.set(program.command(c.name).description(c.description), c.term);
+    }
   }
   return { program, close };
 }
+
+/** Error names runCli maps to exit codes (by name, so their modules need not be loaded to recognise them). */
+const USAGE_ERRORS = new Set(['UsageError', 'CodecConfigError', 'InvalidRequestError']);
+const FAILED_OPERATIONS = new Set(['NoWorkflowError', 'RequestRejectedError', 'RunEndedError']);
 
 /** Runs the CLI and returns the exit code (never calls process.exit). */
 export async function runCli(
@@ -383,32 +597,39 @@ export async function runCli(
     },
     err: io.err,
   };
-  const { program, close } = buildProgram(tracked, connect, cliOptions);
-  const json = argv.includes('--json');
+  const json = argv.includes('--json') || argv.includes('--ndjson');
+  const errorDoc = (message: string, result?: unknown) =>
+    JSON.stringify({ schemaVersion: SCHEMA_VERSION, error: message, ...(result ? { status: result } : {}) }) + '\n';
   const fail = (code: number, message: string, result?: unknown) => {
     io.err(`smtpctl: ${stripControlChars(message).replace(/\n/g, ' ')}\n`);
-    if (json && !printed) io.out(JSON.stringify({ error: message, ...(result ? { status: result } : {}) }) + '\n');
+    if (json && !printed) io.out(errorDoc(message, result));
     return code;
   };
+  let close = async () => {};
   try {
-    await program.parseAsync(argv, { from: 'user' });
+    // Only the module of the command being run (or asked about) is loaded.
+    const target = moduleOf(commandNameOf(argv));
+    const loaded = new Map<LazyCommandModule, CommandModule>();
+    if (target) loaded.set(target, await target.load());
+    const built = buildProgram(tracked, connect, loaded, cliOptions);
+    close = built.close;
+    await built.program.parseAsync(argv, { from: 'user' });
     return 0;
   } catch (err) {
     if (err instanceof CommanderError) {
       // Help and version are not errors; commander already printed its one-line usage error.
       if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.exitCode === 0) return 0;
-      if (json && !printed) io.out(JSON.stringify({ error: err.message.replace(/^error: /, '') }) + '\n');
+      if (json && !printed) io.out(errorDoc(err.message.replace(/^error: /, '')));
       return 2;
     }
-    if (err instanceof UsageError) return fail(2, err.message);
-    if (err instanceof CodecConfigError) return fail(2, err.message);
-    if (err instanceof NoWorkflowError) return fail(1, err.message);
-    if (err instanceof InvalidRequestError) return fail(2, err.message);
-    if (err instanceof RequestRejectedError) return fail(1, err.message);
-    if (err instanceof RunEndedError) return fail(1, err.message);
-    if (err instanceof OperationFailed) return fail(1, err.message, err.result);
-    if (err instanceof WaitTimeoutError) return fail(1, err.message, err.lastStatus ?? undefined);
+    const name = err instanceof Error ? err.name : '';
     const message = err instanceof Error ? err.message.split('\n')[0] : String(err);
+    if (USAGE_ERRORS.has(name)) return fail(2, message);
+    if (FAILED_OPERATIONS.has(name)) return fail(1, message);
+    if (err instanceof OperationFailed) return fail(1, err.message, err.result);
+    if (name === 'WaitTimeoutError') {
+      return fail(1, message, (err as Error & { lastStatus?: InstanceStatus | null }).lastStatus ?? undefined);
+    }
     if (/binary\/encrypted/.test(message)) {
       return fail(
         1,
@@ -421,12 +642,33 @@ export async function runCli(
   }
 }
 
-if (require.main === module) {
-  runCli(process.argv.slice(2)).then(
-    (code) => process.exit(code),
-    (err) => {
-      process.stderr.write(`smtpctl: ${err instanceof Error ? err.message : String(err)}\n`);
-      process.exit(1);
-    },
-  );
+/** How long a finished CLI waits, after stdout and stderr drained, for a library's stray handle before it exits. */
+const EXIT_AFTER_DRAIN_MS = 3000;
+
+/**
+ * The `smtpctl` process: runs the CLI, sets process.exitCode, and lets Node exit once stdout and stderr are drained.
+ * Only if something still holds the event loop after both drained does it exit explicitly, so no output is ever cut.
+ */
+export function main(argv: string[]): void {
+  // The reader went away (`smtpctl list | head`): nothing more can be delivered, so stop quietly, as Unix tools do.
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(typeof process.exitCode === 'number' ? process.exitCode : 0);
+    throw err;
+  });
+  const finish = (code: number) => {
+    process.exitCode = code;
+    let pending = 2;
+    const drained = () => {
+      if (--pending === 0) setTimeout(() => process.exit(code), EXIT_AFTER_DRAIN_MS).unref();
+    };
+    // A write callback runs after every earlier write on that stream was handed to the OS.
+    process.stdout.write('', drained);
+    process.stderr.write('', drained);
+  };
+  runCli(argv).then(finish, (err) => {
+    process.stderr.write(`smtpctl: ${err instanceof Error ? err.message : String(err)}\n`);
+    finish(1);
+  });
 }
+
+if (require.main === module) main(process.argv.slice(2));

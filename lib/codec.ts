@@ -12,7 +12,7 @@
 import { createCipheriv, createDecipheriv, createSecretKey, randomBytes, type KeyObject } from 'node:crypto';
 import { ValueError, type DataConverter, type Payload, type PayloadCodec } from '@temporalio/common';
 import { temporal } from '@temporalio/proto';
-import { SecretStore } from '../vendors/secret-manager';
+import type { SecretStore } from '../vendors/secret-manager';
 
 /** `encoding` metadata value of payloads this codec produced. */
 export const ENCODING_ENCRYPTED = 'binary/encrypted';
@@ -191,6 +191,8 @@ export async function codecKeysFromEnvironment(env: NodeJS.ProcessEnv = process.
   }
   let store: SecretStore;
   try {
+    // Loaded only here: the Secret Manager client takes about as long to load as the Temporal client (smtpctl start).
+    const { SecretStore } = await import('../vendors/secret-manager.js');
     store = SecretStore.fromEnvironment(env);
   } catch (err) {
     throw new CodecConfigError(`${CODEC_KEY_SECRET_ENV}: ${oneLine(err)}`);

@@ -321,7 +321,7 @@ describe('deliverability: stats and bounce alerts', { timeout: 150_000 }, () => 
     const none = await cli('stats', 'nosuch', '--json');
     assert.equal(none.code, 1);
     assert.match(none.err, /no managed SMTP workflow for instance nosuch/);
-    assert.deepEqual(JSON.parse(none.out), { error: 'no managed SMTP workflow for instance nosuch' });
+    assert.deepEqual(JSON.parse(none.out), { schemaVersion: 1, error: 'no managed SMTP workflow for instance nosuch' });
 
     for (const [args, arg] of [
       [['stats', '--from', 'yesterday'], '--from'],

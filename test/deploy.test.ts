@@ -275,7 +275,8 @@ describe('Dockerfile', () => {
       scripts: Record<string, string>;
       dependencies: Record<string, string>;
     };
-    assert.equal(pkg.scripts.worker, 'tsx worker/main.ts');
+    // The built worker (npm ci's prepare builds dist/), with the V8 heap limit as a node option (README: sizing).
+    assert.match(pkg.scripts.worker, /^node --max-old-space-size=\S+ dist\/worker\/main\.js$/);
     assert.ok(pkg.dependencies.tsx, 'tsx is a runtime dependency (npm ci --omit=dev keeps it)');
   });
 

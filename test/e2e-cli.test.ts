@@ -1,12 +1,15 @@
 /**
  * End to end as an operator does it: `npm run dev` (the real dev stack in its own process), then `smtpctl` as real
- * processes. Checks the emulators' state after enable and after disable, the exit codes, and bad input.
+ * processes (the built bin/smtpctl.js). Checks the emulators' state after enable and after disable, the exit codes,
+ * bad input, and that every `--json` output validates against its published schema.
  */
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { STACK_SOURCEGRAPH_URLS } from '../emulators/stack';
+import { ensureBuilt } from './helpers/built';
+import { parseJsonDocument, parseNdjson } from './helpers/json-schema';
 
 const root = path.resolve(__dirname, '..');
 const OFFSET = 21_000;
@@ -60,6 +63,7 @@ describe('smtpctl against npm run dev', { timeout: 240_000 }, () => {
   let devOutput = '';
 
   before(async () => {
+    ensureBuilt();
     dev = spawn('npm', ['run', 'dev', '--', '--port-offset', String(OFFSET)], {
       cwd: root,
       detached: true, // its own process group, so the server and worker it starts stop with it
@@ -131,7 +135,7 @@ describe('smtpctl against npm run dev', { timeout: 240_000 }, () => {
       'sg-demo-project',
     );
     assert.equal(json.code, 2);
-    assert.match(JSON.parse(json.stdout).error, /invalid instance/);
+    assert.match(parseJsonDocument<{ error: string }>('error', json.stdout).error, /invalid instance/);
     const state = await emulatorState();
     assert.equal(state.sparkpost.subaccounts.length, 0, 'nothing created');
   });
@@ -140,12 +144,20 @@ describe('smtpctl against npm run dev', { timeout: 240_000 }, () => {
     const r = smtpctl('status', 'nothing-here');
     assert.equal(r.code, 1);
     assert.match(r.stderr, /no managed SMTP workflow for instance nothing-here/);
+    const json = smtpctl('--json', 'status', 'nothing-here');
+    assert.equal(json.code, 1);
+    assert.match(parseJsonDocument<{ error: string }>('error', json.stdout).error, /no managed SMTP workflow/);
   });
 
   test('enable --wait reaches active and the emulators hold exactly what it provisioned', async () => {
     const r = smtpctl('--json', ...ENABLE_DEMO, '--wait');
     assert.equal(r.code, 0, r.stderr);
-    const status = JSON.parse(r.stdout);
+    const status = parseJsonDocument<{
+      state: string;
+      sender: string;
+      secretVersion: string;
+      lastTestEmail: { ok: boolean };
+    }>('status', r.stdout);
     assert.equal(status.state, 'active');
     assert.equal(status.sender, 'noreply+demo@cloud.sourcegraph.com');
     assert.match(status.secretVersion, /^projects\/sg-demo-project\/secrets\/managed-smtp-send-key\/versions\/\d+$/);
@@ -174,8 +186,21 @@ describe('smtpctl against npm run dev', { timeout: 240_000 }, () => {
     const listed = smtpctl('--json', 'list', '--state', 'active');
     assert.equal(listed.code, 0, listed.stderr);
     assert.deepEqual(
-      JSON.parse(listed.stdout).map((s: { instance: string }) => s.instance),
+      parseJsonDocument<Array<{ instance: string }>>('list', listed.stdout).map((s) => s.instance),
       ['demo'],
+    );
+    const statusJson = smtpctl('--json', 'status', 'demo');
+    assert.equal(parseJsonDocument<{ state: string }>('status', statusJson.stdout).state, 'active');
+    const ndjson = smtpctl('list', '--ndjson', '--limit', '10');
+    assert.equal(ndjson.code, 0, ndjson.stderr);
+    assert.deepEqual(
+      parseNdjson<{ instance: string }>('list-ndjson-line', ndjson.stdout).map((s) => s.instance),
+      ['demo'],
+    );
+    const checked = smtpctl('--json', 'check', 'demo');
+    assert.equal(checked.code, 0, checked.stderr);
+    assert.ok(
+      parseJsonDocument<{ findings: Array<{ ok: boolean }> }>('check', checked.stdout).findings.every((f) => f.ok),
     );
   });
 
@@ -191,7 +216,10 @@ describe('smtpctl against npm run dev', { timeout: 240_000 }, () => {
     }
   });
 
-  test('disable --wait undoes all of it', async () => {
+  test('disable without --wait prints the request; --wait undoes all of it', async () => {
+    const requested = smtpctl('--json', 'disable', 'demo', '--reason', 'e2e');
+    assert.equal(requested.code, 0, requested.stderr);
+    assert.equal(parseJsonDocument<{ requested: string }>('request', requested.stdout).requested, 'disable');
     const r = smtpctl('disable', 'demo', '--reason', 'e2e', '--wait');
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /^state\s+disabled$/m);

@@ -12,13 +12,17 @@
  *
  * Process-level variables (besides worker/config.ts and TEMPORAL_*): MANAGED_SMTP_LOG_FORMAT (text|json),
  * MANAGED_SMTP_LOG_LEVEL, MANAGED_SMTP_METRICS_ADDRESS, MANAGED_SMTP_SHUTDOWN_GRACE, MANAGED_SMTP_WORKFLOW_BUNDLE,
+ * MANAGED_SMTP_MAX_CONCURRENT_ACTIVITIES, MANAGED_SMTP_MAX_CONCURRENT_WORKFLOW_TASKS,
  * SPARKPOST_API_KEY_SECRET; payload encryption keys come from MANAGED_SMTP_CODEC_KEYS or MANAGED_SMTP_CODEC_KEY_SECRET.
+ * Run built (`npm run worker` = dist/worker/main.js), it loads the workflow bundle built beside it.
  *
  * Exit codes: 2 = the environment alone is invalid (nothing was contacted); 1 = start-up failed later (a secret
  * could not be read, Temporal unreachable, ...) or the worker crashed; 0 = stopped by a signal after draining.
  */
-import { statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import path from 'node:path';
+import { getHeapStatistics } from 'node:v8';
+import { z } from 'zod';
 import { loadClientConnectConfig, type ClientConnectConfig } from '@temporalio/envconfig';
 import { NativeConnection, type Logger } from '@temporalio/worker';
 import {
@@ -53,7 +57,31 @@ interface Settings {
   operatorKeySecret?: string;
   /** SPARKPOST_API_KEY_SECRET was set but SPARKPOST_API_KEY won. */
   operatorKeySecretIgnored: boolean;
+  tuning: Tuning;
 }
+
+// Memory knobs of the worker (README "Sizing a worker"). The workflow cache bound lives in worker/config.ts; the V8
+// heap limit is a node option (`--max-old-space-size`, set by `npm run worker` from MANAGED_SMTP_WORKER_HEAP_MB).
+const positiveInt = (max: number) =>
+  z.preprocess(
+    (v) => (typeof v === 'string' && v.trim() === '' ? undefined : v),
+    z.coerce.number({ error: 'must be a whole number' }).int().min(1).max(max),
+  );
+const tuningSchema = z.object({
+  /** One enable has one activity running at a time: 50 slots serve 50 enables in flight. */
+  MANAGED_SMTP_MAX_CONCURRENT_ACTIVITIES: positiveInt(10_000).default(50),
+  /** Workflow tasks run on one thread (the SDK reuses one V8 context): more slots mostly hold more memory. */
+  MANAGED_SMTP_MAX_CONCURRENT_WORKFLOW_TASKS: positiveInt(10_000).default(20),
+});
+
+/** How much work one worker process takes on at once. */
+interface Tuning {
+  maxConcurrentActivities: number;
+  maxConcurrentWorkflowTasks: number;
+}
+
+/** The workflow bundle `npm run build` writes beside the compiled worker (absent when running the TypeScript). */
+const BUILT_BUNDLE = path.join(__dirname, '..', 'workflow-bundle.js');
 
 const firstLine = (err: unknown) => (err instanceof Error ? err.message : String(err)).split('\n')[0];
 
@@ -66,7 +94,14 @@ function loadSettings(env: NodeJS.ProcessEnv): { settings?: Settings; problems: 
   const grace = parseShutdownGrace(env.MANAGED_SMTP_SHUTDOWN_GRACE);
   if (grace.problem) problems.push(grace.problem);
 
-  let bundlePath: string | undefined;
+  const tuningParsed = tuningSchema.safeParse(env);
+  if (!tuningParsed.success) {
+    problems.push(...tuningParsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`));
+  }
+
+  // The built worker (dist/worker/main.js) uses the bundle built with it; the TypeScript one bundles at start.
+  let bundlePath: string | undefined =
+    __filename.endsWith('.js') && existsSync(BUILT_BUNDLE) ? BUILT_BUNDLE : undefined;
   const bundleText = env.MANAGED_SMTP_WORKFLOW_BUNDLE?.trim();
   if (bundleText) {
     bundlePath = path.resolve(bundleText);
@@ -116,7 +151,7 @@ function loadSettings(env: NodeJS.ProcessEnv): { settings?: Settings; problems: 
     problems.push(`TEMPORAL_PROFILE/TEMPORAL_CONFIG_FILE: ${firstLine(err)}`);
   }
 
-  if (problems.length || !config || !connect) return { problems };
+  if (problems.length || !config || !connect || !tuningParsed.success) return { problems };
   return {
     problems,
     settings: {
@@ -128,6 +163,10 @@ function loadSettings(env: NodeJS.ProcessEnv): { settings?: Settings; problems: 
       bundlePath,
       operatorKeySecret,
       operatorKeySecretIgnored: Boolean(env.SPARKPOST_API_KEY?.trim() && env.SPARKPOST_API_KEY_SECRET?.trim()),
+      tuning: {
+        maxConcurrentActivities: tuningParsed.data.MANAGED_SMTP_MAX_CONCURRENT_ACTIVITIES,
+        maxConcurrentWorkflowTasks: tuningParsed.data.MANAGED_SMTP_MAX_CONCURRENT_WORKFLOW_TASKS,
+      },
     },
   };
 }
@@ -202,6 +241,12 @@ async function main(log: { current: Logger }): Promise<void> {
       deps: { ...vendorDeps(config), sealingKeys },
       maxTaskQueueActivitiesPerSecond: config.maxActivitiesPerSecond,
       maxCachedWorkflows: config.maxCachedWorkflows,
+      maxConcurrentActivityTaskExecutions: settings.tuning.maxConcurrentActivities,
+      // The SDK refuses more workflow task slots than cached workflows (unless the cache is off).
+      maxConcurrentWorkflowTaskExecutions:
+        config.maxCachedWorkflows > 0
+          ? Math.max(2, Math.min(settings.tuning.maxConcurrentWorkflowTasks, config.maxCachedWorkflows))
+          : settings.tuning.maxConcurrentWorkflowTasks,
       ...(settings.bundlePath ? { workflowBundle: { codePath: settings.bundlePath } } : {}),
       shutdownGraceTime: settings.shutdownGraceMs,
       dataConverter: dataConverterFor(codec),
@@ -211,6 +256,10 @@ async function main(log: { current: Logger }): Promise<void> {
       namespace,
       workflowBundle: settings.bundlePath ?? 'built at start',
       shutdownGraceMs: settings.shutdownGraceMs,
+      maxCachedWorkflows: config.maxCachedWorkflows,
+      maxConcurrentActivities: settings.tuning.maxConcurrentActivities,
+      maxConcurrentWorkflowTasks: settings.tuning.maxConcurrentWorkflowTasks,
+      heapLimitMiB: Math.round(getHeapStatistics().heap_size_limit / 2 ** 20),
     });
     await worker.run(); // the SDK's runtime calls worker.shutdown() on SIGINT/SIGTERM
   } finally {

@@ -45,6 +45,10 @@ export interface ManagedSmtpWorkerOptions {
   maxTaskQueueActivitiesPerSecond?: number;
   /** Bound on the workflow cache (WorkerConfig.maxCachedWorkflows); the SDK's default otherwise. */
   maxCachedWorkflows?: number;
+  /** Activities this worker runs at once (MANAGED_SMTP_MAX_CONCURRENT_ACTIVITIES); the SDK's 100 otherwise. */
+  maxConcurrentActivityTaskExecutions?: number;
+  /** Workflow tasks this worker holds at once (MANAGED_SMTP_MAX_CONCURRENT_WORKFLOW_TASKS); the SDK's 40 otherwise. */
+  maxConcurrentWorkflowTaskExecutions?: number;
 }
 
 /** Creates (does not run) a worker for managed SMTP's workflows and activities. */
@@ -67,5 +71,7 @@ export async function createManagedSmtpWorker(opts: ManagedSmtpWorkerOptions): P
     dataConverter: opts.dataConverter,
     maxTaskQueueActivitiesPerSecond: opts.maxTaskQueueActivitiesPerSecond,
     maxCachedWorkflows: opts.maxCachedWorkflows,
+    maxConcurrentActivityTaskExecutions: opts.maxConcurrentActivityTaskExecutions,
+    maxConcurrentWorkflowTaskExecutions: opts.maxConcurrentWorkflowTaskExecutions,
   });
 }

@@ -198,15 +198,17 @@ export const registerDomainCommands: CommandModule = (program: Command, ctx) => 
         }
         if (!o.wait) {
           if (opts.json) {
-            ctx.io.out(
-              JSON.stringify({
+            ctx.emit(
+              opts,
+              {
                 instance,
                 domain,
                 requestId: handle.requestId,
                 workflowId: handle.domainWorkflowId,
                 sendingDomain: d,
                 sender,
-              }) + '\n',
+              },
+              '',
             );
           }
           return;
