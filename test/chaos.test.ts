@@ -30,7 +30,11 @@ describe('the invariant checker', () => {
     ref = { name: inst.name, gcpProject: inst.gcpProject };
     // Provision by calling the activities directly: no Temporal needed to build a converged instance.
     const acts = createActivities(deps());
-    const site = { sourcegraphUrl: inst.sourcegraphUrl, adminTokenSecret: inst.adminTokenSecret };
+    const site = {
+      sourcegraphUrl: inst.sourcegraphUrl,
+      adminTokenSecret: inst.adminTokenSecret,
+      gcpProject: inst.gcpProject,
+    };
     subaccountId = (await acts.ensureSubaccount({ instance: inst.name, knownId: null })).id;
     const key = await acts.ensureSendKey({ instance: inst.name, gcpProject: inst.gcpProject, subaccountId });
     await acts.applyManagedSiteConfig({ ...site, instance: inst.name, secretVersion: key.secretVersion });
