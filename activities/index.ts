@@ -313,7 +313,9 @@ export function createActivities(rawDeps: ActivityDeps) {
       /** Limit the key to these addresses (EnableSpec.egressIps); absent leaves the key's limit alone. */
       egressIps?: string[];
     }): Promise<SendKeyRef> {
-      await refuseForeignSendKeySecret(secrets, input.instance, input.gcpProject);
+      // Checked once: a later attempt that recorded the secret as ready (heartbeat details) was checked then.
+      if (!keyProgress.secretReadyEarlier())
+        await refuseForeignSendKeySecret(secrets, input.instance, input.gcpProject);
       const secretName = sendKeySecretName(input.gcpProject);
       // An earlier attempt that made sure of the secret says so in its heartbeat details (issue 15).
       const { created } = keyProgress.secretReadyEarlier()

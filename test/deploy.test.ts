@@ -618,7 +618,7 @@ describe('worker process', { timeout: 120_000 }, () => {
       const files = readdirSync(dir).filter((f) => f.endsWith('.json'));
       assert.ok(files.length > 0, 'test/histories holds captured histories');
       const histories = files.map((f) => ({
-        workflowId: path.basename(f, '.json'),
+        workflowId: workflowIdFor(path.basename(f, '.json')),
         history: temporal.api.history.v1.History.fromObject(JSON.parse(readFileSync(path.join(dir, f), 'utf8'))),
       }));
       let replayed = 0;

@@ -196,7 +196,10 @@ describe('a minted key never waits for the next attempt to be revoked', { timeou
 
   test('an earlier attempt that made sure of the secret (heartbeat details) spares the next one ensureSecret', async () => {
     const id = await subaccount('ready');
-    await deps.secrets.ensureSecret('sg-ready', 'managed-smtp-send-key', {});
+    await deps.secrets.ensureSecret('sg-ready', 'managed-smtp-send-key', {
+      'managed-by': 'managed-smtp',
+      instance: 'ready',
+    });
     const acts = createActivities(deps);
     stack.secretManager.faults.set({ errorRate: 1, match: 'CreateSecret|GetSecret' });
     try {

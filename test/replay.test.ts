@@ -9,6 +9,7 @@ import { test } from 'node:test';
 import { temporal } from '@temporalio/proto';
 import { Worker } from '@temporalio/worker';
 import { quietRuntime, workflowBundle } from './helpers/temporal';
+import { workflowIdFor } from '../lib/instance';
 
 const DIR = path.join(__dirname, 'histories');
 
@@ -17,7 +18,8 @@ test('captured histories replay without non-determinism', { timeout: 120_000 }, 
   const files = readdirSync(DIR).filter((f) => f.endsWith('.json'));
   assert.ok(files.length >= 3, 'histories are checked in');
   const histories = files.map((f) => ({
-    workflowId: path.basename(f, '.json'),
+    // The entity takes its instance from the workflow id: replay under the id it ran with.
+    workflowId: workflowIdFor(path.basename(f, '.json')),
     history: temporal.api.history.v1.History.fromObject(JSON.parse(readFileSync(path.join(DIR, f), 'utf8'))),
   }));
   const results = Worker.runReplayHistories({ workflowBundle: await workflowBundle() }, histories);
