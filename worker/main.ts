@@ -35,6 +35,7 @@ import { createRuntimeLogger, createWorkerLogger, parseLogSettings } from './log
 import { ensureSearchAttributes } from './search-attributes';
 import { installRuntime, parseMetricsAddress, parseShutdownGrace } from './telemetry';
 import { createManagedSmtpWorker, vendorDeps } from './worker';
+import { parseWorkerVersioning } from './versioning';
 import { SecretStore } from '../vendors/secret-manager';
 
 const SECRET_VERSION = /^projects\/[^/\s]+\/secrets\/[^/\s]+\/versions\/[^/\s]+$/;
@@ -53,6 +54,8 @@ interface Settings {
   operatorKeySecret?: string;
   /** SPARKPOST_API_KEY_SECRET was set but SPARKPOST_API_KEY won. */
   operatorKeySecretIgnored: boolean;
+  /** Worker Deployment version (MANAGED_SMTP_WORKER_DEPLOYMENT / _BUILD_ID). */
+  versioning?: ReturnType<typeof parseWorkerVersioning>['options'];
 }
 
 const firstLine = (err: unknown) => (err instanceof Error ? err.message : String(err)).split('\n')[0];
@@ -65,6 +68,8 @@ function loadSettings(env: NodeJS.ProcessEnv): { settings?: Settings; problems: 
   if (metrics.problem) problems.push(metrics.problem);
   const grace = parseShutdownGrace(env.MANAGED_SMTP_SHUTDOWN_GRACE);
   if (grace.problem) problems.push(grace.problem);
+  const versioning = parseWorkerVersioning(env);
+  if (versioning.problem) problems.push(versioning.problem);
 
   let bundlePath: string | undefined;
   const bundleText = env.MANAGED_SMTP_WORKFLOW_BUNDLE?.trim();
@@ -128,6 +133,7 @@ function loadSettings(env: NodeJS.ProcessEnv): { settings?: Settings; problems: 
       bundlePath,
       operatorKeySecret,
       operatorKeySecretIgnored: Boolean(env.SPARKPOST_API_KEY?.trim() && env.SPARKPOST_API_KEY_SECRET?.trim()),
+      versioning: versioning.options,
     },
   };
 }
@@ -205,12 +211,14 @@ async function main(log: { current: Logger }): Promise<void> {
       ...(settings.bundlePath ? { workflowBundle: { codePath: settings.bundlePath } } : {}),
       shutdownGraceTime: settings.shutdownGraceMs,
       dataConverter: dataConverterFor(codec),
+      workerDeploymentOptions: settings.versioning,
     });
     workerLog.info(`polling task queue ${config.taskQueue} on namespace ${namespace}`, {
       taskQueue: config.taskQueue,
       namespace,
       workflowBundle: settings.bundlePath ?? 'built at start',
       shutdownGraceMs: settings.shutdownGraceMs,
+      ...(settings.versioning ? { workerDeployment: settings.versioning.version } : {}),
     });
     await worker.run(); // the SDK's runtime calls worker.shutdown() on SIGINT/SIGTERM
   } finally {

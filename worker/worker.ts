@@ -44,6 +44,8 @@ export interface ManagedSmtpWorkerOptions {
   maxTaskQueueActivitiesPerSecond?: number;
   /** Bound on the workflow cache (WorkerConfig.maxCachedWorkflows); the SDK's default otherwise. */
   maxCachedWorkflows?: number;
+  /** Worker Deployment version (worker/versioning.ts); unversioned unless given. */
+  workerDeploymentOptions?: WorkerOptions['workerDeploymentOptions'];
 }
 
 /** Creates (does not run) a worker for managed SMTP's workflows and activities. */
@@ -66,5 +68,6 @@ export async function createManagedSmtpWorker(opts: ManagedSmtpWorkerOptions): P
     dataConverter: opts.dataConverter,
     maxTaskQueueActivitiesPerSecond: opts.maxTaskQueueActivitiesPerSecond,
     maxCachedWorkflows: opts.maxCachedWorkflows,
+    workerDeploymentOptions: opts.workerDeploymentOptions,
   });
 }
