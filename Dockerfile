@@ -40,7 +40,11 @@ ENV MANAGED_SMTP_WORKFLOW_BUNDLE=/app/dist/workflow-bundle.js \
     MANAGED_SMTP_LOG_FORMAT=json \
     NPM_CONFIG_SCRIPT_SHELL=/bin/bash \
     NPM_CONFIG_LOGLEVEL=silent
-USER node
+# Hardening: the container runs with a read-only root filesystem (compose: read_only, a tmpfs on /tmp), so npm's
+# cache and logs go to /tmp; a numeric non-root user (node = 1000) lets Kubernetes verify runAsNonRoot.
+ENV NPM_CONFIG_CACHE=/tmp/.npm \
+    NPM_CONFIG_UPDATE_NOTIFIER=false
+USER 1000:1000
 # 9464: Prometheus metrics (when MANAGED_SMTP_METRICS_ADDRESS=0.0.0.0:9464); 8888: the codec server.
 EXPOSE 9464 8888
 CMD ["npm", "run", "worker"]
