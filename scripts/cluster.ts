@@ -160,7 +160,8 @@ export function ensureBinaries(log: Log = stderrLog, opts: { ui?: boolean } = {}
     if (!found) throw new Error(`go install finished but ${dir}/bin has no server and sql binaries`);
     log(`built the server in ${((Date.now() - started) / 1000).toFixed(0)} s`);
   }
-  if (wantUi && !found.ui) {
+  // A UI build that failed once is not retried at every start (delete the .failed file to retry).
+  if (wantUi && !found.ui && !existsSync(path.join(uiDir(), '.failed'))) {
     const dir = uiDir();
     const uiStarted = Date.now();
     built = true;
@@ -180,6 +181,7 @@ export function ensureBinaries(log: Log = stderrLog, opts: { ui?: boolean } = {}
       writeFileSync(path.join(dir, '.complete'), `${new Date().toISOString()}\n`);
       log(`built the Web UI server in ${((Date.now() - uiStarted) / 1000).toFixed(0)} s`);
     } catch (err) {
+      writeFileSync(path.join(dir, '.failed'), `${lastLine(err)}\n`);
       log(`could not build the Web UI server (${lastLine(err)}); the cluster runs without it`);
     }
     found = cachedBinaries() ?? found;
