@@ -189,7 +189,7 @@ describe(
       assert.equal(deployment.workerDeploymentInfo?.routingConfig?.currentDeploymentVersion?.buildId, 'v1');
     });
 
-    test('operator lifecycle through smtpctl: enable --wait, status, disable --wait', () => {
+    test('operator lifecycle through smtpctl: enable --wait, status, disable --wait', async () => {
       const demo = addInstance('demo');
       const enabled = smtpctl(
         '--json',
@@ -208,13 +208,14 @@ describe(
       assert.match(status.stdout, /^state\s+active$/m);
       const sub = sparkpostState().subaccounts.find((s) => s.name === 'demo');
       assert.equal(sub?.status, 'active');
-      const listed = smtpctl('--json', 'list', '--state', 'active');
-      assert.equal(listed.code, 0, listed.stderr);
-      assert.deepEqual(
-        JSON.parse(listed.stdout).map((s: { instance: string }) => s.instance),
-        ['demo'],
-        'SQL visibility answers the search-attribute query',
-      );
+      // Visibility is written asynchronously after the state change: poll the search-attribute query briefly.
+      const listed = await until('demo listed as active', 30_000, () => {
+        const r = smtpctl('--json', 'list', '--state', 'active');
+        assert.equal(r.code, 0, r.stderr);
+        const names = (JSON.parse(r.stdout) as Array<{ instance: string }>).map((x) => x.instance);
+        return names.length ? names : undefined;
+      });
+      assert.deepEqual(listed, ['demo'], 'SQL visibility answers the search-attribute query');
 
       const disabled = smtpctl('disable', 'demo', '--reason', 'cluster test', '--wait');
       assert.equal(disabled.code, 0, disabled.stderr);
@@ -289,7 +290,7 @@ describe(
       }
     });
 
-    test('nothing lost, nothing doubled, no workflow task failed anywhere (no non-determinism)', async () => {
+    test('nothing lost, nothing doubled, no workflow task failed in workflow code (no non-determinism)', async (t) => {
       const state = sparkpostState();
       for (const [name, want] of expected) {
         const s = await msc.status(name);
@@ -305,20 +306,29 @@ describe(
         assert.equal(Boolean(secret), want === 'active', `${name}: send-key secret`);
       }
 
+      // A failed workflow task caused by our code (non-determinism on replay, an exception in workflow code) is a bug;
+      // the server's own causes (a signal racing a completion, a reset sticky queue) are routine and only counted.
+      const BUGS = new Set([
+        temporal.api.enums.v1.WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_NON_DETERMINISTIC_ERROR,
+        temporal.api.enums.v1.WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_WORKFLOW_WORKER_UNHANDLED_FAILURE,
+      ]);
       let workflows = 0;
-      for await (const wf of client.workflow.list()) {
+      let routine = 0;
+      for await (const wf of client.workflow.list({ query: `TaskQueue = '${TASK_QUEUE}'` })) {
         workflows++;
         const history = await client.workflow.getHandle(wf.workflowId, wf.runId).fetchHistory();
-        const failed = (history.events ?? []).filter((e) => e.workflowTaskFailedEventAttributes);
+        const failed = (history.events ?? []).flatMap((e) =>
+          e.workflowTaskFailedEventAttributes ? [e.workflowTaskFailedEventAttributes] : [],
+        );
+        const bugs = failed.filter((f) => f.cause != null && BUGS.has(f.cause));
+        routine += failed.length - bugs.length;
         assert.deepEqual(
-          failed.map((e) => [
-            e.workflowTaskFailedEventAttributes?.cause,
-            e.workflowTaskFailedEventAttributes?.failure?.message,
-          ]),
+          bugs.map((f) => [f.cause, f.failure?.message]),
           [],
-          `${wf.workflowId}: no failed workflow task`,
+          `${wf.workflowId}: no workflow task failed in our code`,
         );
       }
+      t.diagnostic(`${workflows} workflow histories checked; ${routine} routine workflow task failures`);
       assert.ok(workflows >= expected.size, `${workflows} workflows listed`);
       for (const w of allWorkers) {
         assert.doesNotMatch(w.output(), /nondetermin|TMPRL1100/i, `worker v${w.buildId} output`);
