@@ -190,17 +190,20 @@ export function ensureBinaries(log: Log = stderrLog, opts: { ui?: boolean } = {}
 }
 
 /** Free TCP ports on 127.0.0.1, all distinct (held together while picking). */
-export async function freePorts(count: number): Promise<number[]> {
+export async function freePorts(count: number, opts: { below?: number } = {}): Promise<number[]> {
   const servers: net.Server[] = [];
   try {
-    for (let i = 0; i < count; i++) {
+    // Port 0 lets the kernel choose; a bound range tries random ports in [20000, below), at most 200 of them.
+    for (let attempt = 0; servers.length < count && attempt < 200 + count; attempt++) {
+      const want = opts.below ? 20_000 + Math.floor(Math.random() * (opts.below - 20_000)) : 0;
       const s = net.createServer();
-      await new Promise<void>((resolve, reject) => {
-        s.once('error', reject);
-        s.listen(0, '127.0.0.1', resolve);
+      const ok = await new Promise<boolean>((resolve) => {
+        s.once('error', () => resolve(false));
+        s.listen(want, '127.0.0.1', () => resolve(true));
       });
-      servers.push(s);
+      if (ok) servers.push(s);
     }
+    if (servers.length < count) throw new Error(`could not find ${count} free ports`);
     return servers.map((s) => (s.address() as net.AddressInfo).port);
   } finally {
     await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
@@ -446,16 +449,22 @@ export class TemporalServer {
 
 /** Registers the namespace (ignoring "already exists") and waits until it answers list queries. */
 export async function ensureNamespace(connection: NativeConnection, namespace: string): Promise<void> {
-  try {
-    await connection.workflowService.registerNamespace({
-      namespace,
-      workflowExecutionRetentionPeriod: msToTs('3 days'),
-    });
-  } catch (err) {
-    if (!/already exists|AlreadyExists/i.test(String((err as Error).message))) throw err;
+  const deadline = Date.now() + 90_000;
+  // The frontend answers "not healthy yet" for a few seconds after it listens.
+  for (;;) {
+    try {
+      await connection.workflowService.registerNamespace({
+        namespace,
+        workflowExecutionRetentionPeriod: msToTs('3 days'),
+      });
+      break;
+    } catch (err) {
+      if (/already exists|AlreadyExists/i.test(String((err as Error).message))) break;
+      if (Date.now() > deadline) throw err;
+      await sleep(500);
+    }
   }
   // The frontend's namespace cache refreshes every few seconds; until then the namespace is "not found".
-  const deadline = Date.now() + 60_000;
   for (;;) {
     try {
       await connection.workflowService.listWorkflowExecutions({ namespace, pageSize: 1 });
@@ -588,7 +597,10 @@ export async function startCluster(opts: { log?: Log; ui?: boolean; namespace?: 
   try {
     createSchemas(binaries.sqlTool, pg);
     lap('schema');
-    const [grpc, http, ...rest] = await freePorts(9);
+    // Membership ports go into a smallint column of cluster_membership: they must be below 32768.
+    const [grpc, http, matching, history, worker] = await freePorts(5);
+    const [fm, mm, hm, wm] = await freePorts(4, { below: 32768 });
+    const rest = [fm, matching, mm, history, hm, worker, wm];
     server = new TemporalServer(binaries.server, pg, { grpc, http, rest }, path.join(pg.dir, 'temporal.log'));
     const s = server;
     process.once('exit', () => s.killNow());
