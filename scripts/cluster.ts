@@ -524,7 +524,8 @@ export async function spawnWorker(
   const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'worker', 'main.ts')], {
     cwd: ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, MANAGED_SMTP_LOG_FORMAT: 'text', MANAGED_SMTP_LOG_LEVEL: 'WARN', ...env },
+    // INFO: the "polling task queue" line is how readiness is seen.
+    env: { ...process.env, MANAGED_SMTP_LOG_FORMAT: 'text', MANAGED_SMTP_LOG_LEVEL: 'INFO', ...env },
   });
   let out = '';
   child.stdout?.on('data', (c: Buffer) => (out += c.toString()));
