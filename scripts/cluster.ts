@@ -447,6 +447,19 @@ export class TemporalServer {
   }
 }
 
+/** Connects once the frontend reports healthy (bounded by `timeoutMs`). */
+export async function connectWhenHealthy(address: string, timeoutMs: number): Promise<NativeConnection> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      return await NativeConnection.connect({ address });
+    } catch (err) {
+      if (Date.now() > deadline) throw err;
+      await sleep(1000);
+    }
+  }
+}
+
 /** Registers the namespace (ignoring "already exists") and waits until it answers list queries. */
 export async function ensureNamespace(connection: NativeConnection, namespace: string): Promise<void> {
   const deadline = Date.now() + 90_000;
@@ -606,7 +619,8 @@ export async function startCluster(opts: { log?: Log; ui?: boolean; namespace?: 
     const s = server;
     process.once('exit', () => s.killNow());
     await server.start();
-    const connection = await NativeConnection.connect({ address: server.address });
+    // connect() calls GetSystemInfo, which answers "Frontend is not healthy yet" for a while after the port opens.
+    const connection = await connectWhenHealthy(server.address, 120_000);
     await ensureNamespace(connection, namespace);
     lap('server');
     // The worker does this too at start; doing it here first means clients can filter right away.
