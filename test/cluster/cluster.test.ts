@@ -282,7 +282,8 @@ describe(
       // Instances idle since before the release are served by v2 alone (AUTO_UPGRADE): a request to one completes.
       await disable('kill-b');
       await settle(120_000);
-      for (const n of [...names, 'kill-b']) {
+      // Only a workflow that had a task after the switch records the new version (idle ones move at their next task).
+      for (const n of ['kill-b']) {
         const d = await client.workflow.getHandle(workflowIdFor(n)).describe();
         const version = d.raw.workflowExecutionInfo?.versioningInfo?.deploymentVersion;
         assert.equal(version?.buildId, 'v2', `${n} moved to v2`);
