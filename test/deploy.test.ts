@@ -26,11 +26,14 @@ import type { EnableSpec } from '../lib/types';
 import { createRuntimeLogger, createWorkerLogger, jsonLogLine, parseLogSettings, redactMeta } from '../worker/logging';
 import { parseMetricsAddress, parseShutdownGrace } from '../worker/telemetry';
 import { startTemporal, uniqueTaskQueue } from './helpers/temporal';
+import { DYNAMIC_CONFIG, SERVER_CONFIG, TEMPORAL_SERVER_VERSION } from '../scripts/cluster';
+import { parseWorkerVersioning } from '../worker/versioning';
 
 const root = path.resolve(__dirname, '..');
 const read = (file: string) => readFileSync(path.join(root, file), 'utf8');
 
-const yaml = { load: (text: string): unknown => parseYaml(text) };
+// merge: compose files share settings through YAML anchors and `<<` merge keys, as Docker Compose reads them.
+const yaml = { load: (text: string): unknown => parseYaml(text, { merge: true }) };
 
 type Dict = Record<string, unknown>;
 const isDict = (v: unknown): v is Dict => typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -84,19 +87,24 @@ const WORKER_VARIABLES = new Set([
   'MANAGED_SMTP_METRICS_ADDRESS',
   'MANAGED_SMTP_SHUTDOWN_GRACE',
   'MANAGED_SMTP_WORKFLOW_BUNDLE',
+  'MANAGED_SMTP_SOURCEGRAPH_URLS',
+  'MANAGED_SMTP_WORKER_DEPLOYMENT',
+  'MANAGED_SMTP_WORKER_BUILD_ID',
 ]);
 
 describe('docker-compose.yml', () => {
   const compose = dict(yaml.load(read('docker-compose.yml')), 'compose file');
   const services = dict(compose.services, 'services');
   const service = (name: string) => dict(services[name], `service ${name}`);
+  /** Services that keep running (the one-shot jobs and the tools profile are checked separately). */
+  const longRunning = ['postgresql', 'temporal', 'temporal-ui', 'codec-server', 'worker', 'prometheus'];
+  const jobs = ['temporal-schema', 'temporal-namespace'];
+  const script = (s: Dict) => [s.entrypoint, s.command].flat().map(String).join('\n');
+  const serverVersion = TEMPORAL_SERVER_VERSION.replace(/^v/, '');
 
   test('has the whole stack, every image pinned to a real version tag', () => {
-    for (const name of ['postgresql', 'temporal', 'temporal-ui', 'codec-server', 'worker']) {
-      assert.ok(services[name], `service ${name}`);
-    }
-    assert.equal(service('postgresql').image, 'postgres:16');
-    assert.match(String(service('temporal').image), /^temporalio\/auto-setup:1\.2\d\.\d+$/);
+    for (const name of [...longRunning, ...jobs, 'smtpctl']) assert.ok(services[name], `service ${name}`);
+    assert.equal(service('postgresql').image, 'postgres:15', "the major version npm run cluster runs (Debian 12's)");
     assert.match(String(service('temporal-ui').image), /^temporalio\/ui:2\.\d+\.\d+$/);
     for (const [name, raw] of Object.entries(services)) {
       const s = dict(raw, name);
@@ -107,39 +115,119 @@ describe('docker-compose.yml', () => {
     }
   });
 
-  test('PostgreSQL keeps its data in a volume and has a healthcheck; Temporal waits for it', () => {
+  test('Temporal is temporalio/server at the version npm run cluster builds, with no auto-setup anywhere', () => {
+    assert.equal(service('temporal').image, `temporalio/server:${serverVersion}`);
+    for (const name of jobs) assert.equal(service(name).image, `temporalio/admin-tools:${serverVersion}`, name);
+    assert.doesNotMatch(read('docker-compose.yml'), /auto-setup/, 'the dev-only image is gone');
+  });
+
+  test('the schema job creates and migrates both databases with temporal-sql-tool before the server starts', () => {
+    const job = service('temporal-schema');
+    const text = script(job);
+    const env = envOf(job);
+    assert.equal(env.SQL_PLUGIN, 'postgres12');
+    assert.equal(env.SQL_HOST, 'postgresql');
+    assert.match(env.SQL_PASSWORD, /^\$\{POSTGRES_PASSWORD:\?/);
+    for (const db of ['temporal', 'temporal_visibility']) assert.match(text, new RegExp(`\\b${db}\\b`));
+    assert.match(text, /temporal-sql-tool .*create-database/);
+    assert.match(text, /temporal-sql-tool .*setup-schema -v 0\.0/);
+    // The same embedded schemas scripts/cluster.ts applies, so both paths end at the same schema version.
+    assert.match(text, /--db temporal update-schema --schema-name postgresql\/v12\/temporal(\s|$)/);
+    assert.match(text, /--db temporal_visibility update-schema --schema-name postgresql\/v12\/visibility(\s|$)/);
+    assert.equal(
+      dict(dict(job.depends_on, 'depends_on').postgresql, 'depends_on.postgresql').condition,
+      'service_healthy',
+    );
+    assert.equal(
+      dict(dict(service('temporal').depends_on, 'depends_on')['temporal-schema'], 'schema').condition,
+      'service_completed_successfully',
+    );
+    assert.equal(job.restart, 'no');
+    // The namespace job registers `default` once the server is healthy; the worker waits for it.
+    const ns = service('temporal-namespace');
+    assert.match(script(ns), /temporal operator namespace create --namespace default/);
+    assert.equal(dict(dict(ns.depends_on, 'ns').temporal, 'ns.temporal').condition, 'service_healthy');
+    assert.equal(
+      dict(dict(service('worker').depends_on, 'w')['temporal-namespace'], 'w.ns').condition,
+      'service_completed_successfully',
+    );
+  });
+
+  test('the server runs deploy/temporal/server.yaml, the configuration npm run cluster runs, on PostgreSQL', () => {
     const pg = service('postgresql');
     const volumes = (pg.volumes as string[]).map(String);
     const data = volumes.find((v) => v.endsWith(':/var/lib/postgresql/data'));
     assert.ok(data, 'a volume on /var/lib/postgresql/data');
-    assert.ok(dict(compose.volumes, 'volumes')[data.split(':')[0]] !== undefined || data.startsWith('.'));
-    const health = dict(pg.healthcheck, 'postgresql healthcheck');
-    assert.match(JSON.stringify(health.test), /pg_isready/);
+    assert.ok(dict(compose.volumes, 'volumes')[data.split(':')[0]] !== undefined);
+    assert.match(JSON.stringify(dict(pg.healthcheck, 'postgresql healthcheck').test), /pg_isready/);
 
     const t = service('temporal');
-    assert.equal(
-      dict(dict(t.depends_on, 'depends_on').postgresql, 'depends_on.postgresql').condition,
-      'service_healthy',
-    );
     const env = envOf(t);
-    assert.equal(env.DB, 'postgres12');
-    assert.equal(env.DB_PORT, '5432');
     assert.equal(env.POSTGRES_SEEDS, 'postgresql');
+    assert.equal(env.DB_PORT, '5432');
     assert.equal(env.POSTGRES_USER, envOf(pg).POSTGRES_USER);
     assert.match(env.POSTGRES_PWD, /^\$\{POSTGRES_PASSWORD:\?/);
-    assert.match(envOf(pg).POSTGRES_PASSWORD, /^\$\{POSTGRES_PASSWORD:\?/);
-    // The dynamic config file it names is the one mounted from deploy/.
-    const mount = (t.volumes as string[]).map(String).find((v) => v.includes(':/etc/temporal/config/dynamicconfig'));
-    assert.ok(mount, 'dynamic config mounted');
-    const hostDir = path.join(root, mount.split(':')[0]);
-    const file = path.join(hostDir, path.basename(env.DYNAMIC_CONFIG_FILE_PATH));
-    assert.ok(env.DYNAMIC_CONFIG_FILE_PATH.startsWith('config/dynamicconfig/'));
-    const dynamic = dict(yaml.load(readFileSync(file, 'utf8')), 'dynamic config');
+    const mountOf = (target: string) => {
+      const m = (t.volumes as string[]).map(String).find((v) => v.split(':')[1] === target);
+      assert.ok(m, `${target} mounted`);
+      assert.ok(m.endsWith(':ro'), `${target} read-only`);
+      return path.join(root, m.split(':')[0]);
+    };
+    const configDir = mountOf(path.posix.dirname(env.TEMPORAL_SERVER_CONFIG_FILE_PATH));
+    assert.equal(
+      path.join(configDir, path.posix.basename(env.TEMPORAL_SERVER_CONFIG_FILE_PATH)),
+      SERVER_CONFIG,
+      'the same file scripts/cluster.ts starts the server with',
+    );
+    const dynamicDir = mountOf(path.posix.dirname(env.DYNAMIC_CONFIG_FILE_PATH));
+    assert.equal(path.join(dynamicDir, path.posix.basename(env.DYNAMIC_CONFIG_FILE_PATH)), DYNAMIC_CONFIG);
+    const dynamic = dict(yaml.load(readFileSync(DYNAMIC_CONFIG, 'utf8')), 'dynamic config');
     for (const [k, v] of Object.entries(dynamic)) assert.ok(Array.isArray(v), `${k}: a list of {value, constraints}`);
+    // Every variable the template reads is one compose sets or one the image's entrypoint exports.
+    const template = readFileSync(SERVER_CONFIG, 'utf8');
+    assert.match(template, /^# enable-template$/m);
+    const read = new Set([...template.matchAll(/env "([A-Z_]+)"/g)].map((m) => m[1]));
+    for (const name of [
+      'POSTGRES_SEEDS',
+      'DB_PORT',
+      'POSTGRES_USER',
+      'POSTGRES_PWD',
+      'BIND_ON_IP',
+      'DYNAMIC_CONFIG_FILE_PATH',
+    ]) {
+      assert.ok(read.has(name), `the template reads ${name}`);
+    }
+    assert.match(template, /visibilityStore: visibility/);
+    assert.match(template, /pluginName: postgres12[\s\S]*pluginName: postgres12/, 'both stores on PostgreSQL');
     assert.ok(dict(t.healthcheck, 'temporal healthcheck').test, 'temporal has a healthcheck');
   });
 
-  test('the Web UI reaches Temporal and the codec server, and the codec server lets the UI in', () => {
+  test('only the Web UI and the codec server are published, on 127.0.0.1', () => {
+    const published = Object.entries(services)
+      .filter(([, raw]) => dict(raw, 'service').ports !== undefined)
+      .map(([name]) => name)
+      .sort();
+    assert.deepEqual(published, ['codec-server', 'temporal-ui']);
+    for (const name of published) {
+      for (const p of service(name).ports as unknown[]) assert.match(String(p), /^127\.0\.0\.1:\d+:\d+$/, name);
+    }
+  });
+
+  test('every container is hardened: read-only root, no capabilities, no-new-privileges, not root', () => {
+    for (const name of [...longRunning, ...jobs, 'smtpctl']) {
+      const s = service(name);
+      assert.equal(s.read_only, true, `${name}: read_only`);
+      assert.deepEqual(s.cap_drop, ['ALL'], `${name}: cap_drop`);
+      assert.ok((s.security_opt as string[]).includes('no-new-privileges:true'), `${name}: no-new-privileges`);
+      assert.ok((s.tmpfs as string[]).includes('/tmp'), `${name}: a writable /tmp`);
+      if (s.user !== undefined) assert.doesNotMatch(String(s.user), /^(root|0)(:|$)/, `${name}: user`);
+    }
+    // PostgreSQL's entrypoint would need CHOWN/SETUID to switch users: it starts as postgres instead.
+    assert.equal(service('postgresql').user, 'postgres');
+    assert.ok((service('postgresql').tmpfs as string[]).includes('/var/run/postgresql'));
+  });
+
+  test('the Web UI reaches Temporal and the codec server; the codec server demands its token', () => {
     const ui = service('temporal-ui');
     const uiEnv = envOf(ui);
     assert.equal(uiEnv.TEMPORAL_ADDRESS, 'temporal:7233');
@@ -152,10 +240,11 @@ describe('docker-compose.yml', () => {
     assert.deepEqual(codec.command, ['npm', 'run', 'codec-server']);
     assert.equal(codec.build, '.');
     assert.equal(codecEnv.MANAGED_SMTP_CODEC_PORT, '8888');
-    assert.equal(codecEnv.MANAGED_SMTP_CODEC_HOST, '0.0.0.0', 'reachable from outside its container');
-    assert.ok('MANAGED_SMTP_CODEC_AUTH_TOKEN' in codecEnv);
+    // All interfaces inside its container (the published port must reach it), 127.0.0.1 on the host.
+    assert.equal(codecEnv.MANAGED_SMTP_CODEC_HOST, '0.0.0.0');
+    assert.deepEqual(codec.ports, ['127.0.0.1:8888:8888']);
+    assert.match(codecEnv.MANAGED_SMTP_CODEC_AUTH_TOKEN, /^\$\{MANAGED_SMTP_CODEC_AUTH_TOKEN:\?[^}]+\}$/, 'required');
     assert.match(codecEnv.MANAGED_SMTP_CODEC_KEY_SECRET, /^\$\{MANAGED_SMTP_CODEC_KEY_SECRET:\?/);
-    // The browser calls the codec endpoint: it must be the host-published port, and the UI's origin allowed.
     const endpoint = new URL(uiEnv.TEMPORAL_CODEC_ENDPOINT);
     assert.ok((codec.ports as string[]).some((p) => String(p).endsWith(`:${endpoint.port}:8888`)));
     const origins = codecEnv.MANAGED_SMTP_CODEC_CORS_ORIGINS.split(',');
@@ -164,11 +253,10 @@ describe('docker-compose.yml', () => {
     assert.ok(scripts['codec-server'], 'package.json has the codec-server script the service runs');
   });
 
-  test('the worker gets the interface environment, secrets only by interpolation, metrics and a grace period', () => {
+  test('the worker: the interface environment, the operator key from Secret Manager, metrics, a grace period', () => {
     const w = service('worker');
     const env = envOf(w);
     assert.equal(w.build, '.');
-    assert.equal(dict(dict(w.depends_on, 'depends_on').temporal, 'depends_on.temporal').condition, 'service_healthy');
     assert.equal(env.TEMPORAL_ADDRESS, 'temporal:7233');
     for (const name of [
       'MANAGED_SMTP_TASK_QUEUE',
@@ -179,9 +267,15 @@ describe('docker-compose.yml', () => {
     ]) {
       assert.ok(env[name], `worker sets ${name}`);
     }
-    assert.match(env.SPARKPOST_API_KEY, /^\$\{SPARKPOST_API_KEY:\?[^}]+\}$/, 'compose refuses to start without it');
+    assert.ok(!('SPARKPOST_API_KEY' in env), 'the operator key is not a plain variable');
+    assert.match(env.SPARKPOST_API_KEY_SECRET, /^\$\{SPARKPOST_API_KEY_SECRET:\?[^}]+\}$/, 'required');
+    assert.doesNotMatch(read('deploy/compose.env.example'), /^SPARKPOST_API_KEY=/m);
     for (const name of Object.keys(env))
       assert.ok(WORKER_VARIABLES.has(name), `${name} is a variable the worker reads`);
+    // Worker versioning is opt-in: both empty (unversioned) unless .env sets both.
+    assert.equal(parseWorkerVersioning({}).options, undefined);
+    assert.match(env.MANAGED_SMTP_WORKER_DEPLOYMENT, /^\$\{MANAGED_SMTP_WORKER_DEPLOYMENT:-\}$/);
+    assert.match(env.MANAGED_SMTP_WORKER_BUILD_ID, /^\$\{MANAGED_SMTP_WORKER_BUILD_ID:-\}$/);
     // Credentials: a mounted file, read-only, where GOOGLE_APPLICATION_CREDENTIALS points.
     const creds = (w.volumes as string[])
       .map((v) => /^(\$\{[^}]+\}|[^:]+):([^:]+)(?::(ro|rw))?$/.exec(String(v)))
@@ -189,11 +283,9 @@ describe('docker-compose.yml', () => {
     assert.ok(creds, 'GOOGLE_APPLICATION_CREDENTIALS is mounted');
     assert.equal(creds[3], 'ro');
     assert.match(creds[1], /^\$\{GOOGLE_CREDENTIALS_FILE:\?/);
-    // Metrics: bound on all interfaces inside the container, on the port the service exposes.
     const metricsPort = parseMetricsAddress(env.MANAGED_SMTP_METRICS_ADDRESS).address?.split(':').pop();
     assert.equal(metricsPort, '9464');
     assert.ok((w.expose as unknown[]).map(String).includes('9464'));
-    // Docker's SIGKILL must come after the worker's own grace time.
     const grace = parseShutdownGrace(env.MANAGED_SMTP_SHUTDOWN_GRACE).ms!;
     assert.ok(
       composeDurationMs(String(w.stop_grace_period)) > grace,
@@ -202,16 +294,13 @@ describe('docker-compose.yml', () => {
     assert.equal(w.init, true, 'an init forwards signals and reaps');
   });
 
-  test('no literal secret anywhere, and every host port binds 127.0.0.1', () => {
+  test('no literal secret anywhere', () => {
     for (const [name, raw] of Object.entries(services)) {
       const s = dict(raw, name);
       for (const [k, v] of Object.entries(envOf(s))) {
-        if (/(API_KEY|AUTH_TOKEN|PASSWORD|_PWD)$/.test(k)) {
+        if (/(API_KEY|AUTH_TOKEN|PASSWORD|_PWD|_SECRET)$/.test(k)) {
           assert.match(v, /^\$\{[A-Z0-9_]+:[?-][^}]*\}$/, `${name}.${k} comes from the environment / .env`);
         }
-      }
-      for (const p of (s.ports as unknown[] | undefined) ?? []) {
-        assert.match(String(p), /^127\.0\.0\.1:\d+:\d+$/, `${name}: ${String(p)}`);
       }
     }
   });
@@ -225,6 +314,14 @@ describe('docker-compose.yml', () => {
     assert.match(JSON.stringify(job), /"port":9464/);
     const p = service('prometheus');
     assert.deepEqual(p.profiles, ['monitoring'], 'optional');
+  });
+
+  test('docs/deployment.md: SSO or mTLS in front of the Web UI and the frontend', () => {
+    const doc = read('docs/deployment.md');
+    assert.match(doc, /## Access: SSO and mTLS/);
+    assert.match(doc, /SSO/);
+    assert.match(doc, /mTLS/);
+    assert.doesNotMatch(doc, /auto-setup:/);
   });
 });
 
@@ -256,13 +353,14 @@ describe('Dockerfile', () => {
       ],
     );
     const [build, runtime] = stages;
-    assert.ok(build.body.includes('RUN npm ci'));
-    assert.ok(build.body.includes('RUN npx tsx scripts/bundle-workflows.ts'));
-    assert.ok(runtime.body.some((l) => /^RUN npm ci --omit=dev\b/.test(l)));
+    assert.ok(build.body.includes('RUN npm ci --ignore-scripts'));
+    assert.ok(build.body.includes('RUN npm run build'));
+    assert.ok(runtime.body.some((l) => /^RUN npm ci --omit=dev --ignore-scripts\b/.test(l)));
+    assert.ok(runtime.body.includes('COPY --from=build /app/dist /app/dist'));
     assert.ok(runtime.body.includes('COPY --from=build /app/dist/workflow-bundle.js /app/dist/workflow-bundle.js'));
   });
 
-  test('runtime: the bundle env, a non-root user, signals reach the worker, CMD npm run worker', () => {
+  test('runtime: the bundle env, a non-root user, signals reach the worker, CMD node dist/worker/main.js', () => {
     const runtime = stages[1];
     const env = runtime.body.filter((l) => l.startsWith('ENV ')).join(' ');
     assert.match(env, /MANAGED_SMTP_WORKFLOW_BUNDLE=\/app\/dist\/workflow-bundle\.js/);
@@ -270,7 +368,13 @@ describe('Dockerfile', () => {
     assert.match(env, /NPM_CONFIG_LOGLEVEL=silent/);
     const user = runtime.body.filter((l) => l.startsWith('USER ')).at(-1);
     assert.ok(user && !/^USER (root|0)(:|$)/.test(user), 'runs as a non-root user');
-    assert.equal(runtime.body.filter((l) => l.startsWith('CMD ')).at(-1), 'CMD ["npm", "run", "worker"]');
+    assert.match(user, /^USER [1-9]\d*:[1-9]\d*$/, 'numeric uid:gid, so runAsNonRoot can verify it');
+    // compose runs it read_only with a tmpfs on /tmp: npm must not write under $HOME.
+    assert.match(env, /NPM_CONFIG_CACHE=\/tmp\//);
+    assert.equal(
+      runtime.body.filter((l) => l.startsWith('CMD ')).at(-1),
+      'CMD ["node", "--max-old-space-size=256", "dist/worker/main.js"]',
+    );
     const pkg = JSON.parse(read('package.json')) as {
       scripts: Record<string, string>;
       dependencies: Record<string, string>;
@@ -327,6 +431,43 @@ describe('Temporal Cloud profile example', () => {
     assert.equal(apiKey.connectionOptions.tls, true, 'an API key switches TLS on');
     assert.equal(apiKey.connectionOptions.apiKey, 'test-only-not-a-key');
     assert.equal(apiKey.namespace, mtls.namespace);
+  });
+});
+
+describe('worker versioning settings', () => {
+  test('both variables or neither; AUTO_UPGRADE by default; one line naming the variable otherwise', () => {
+    assert.deepEqual(parseWorkerVersioning({}), {});
+    assert.deepEqual(
+      parseWorkerVersioning({ MANAGED_SMTP_WORKER_DEPLOYMENT: ' ', MANAGED_SMTP_WORKER_BUILD_ID: '' }),
+      {},
+    );
+    assert.deepEqual(
+      parseWorkerVersioning({ MANAGED_SMTP_WORKER_DEPLOYMENT: 'managed-smtp', MANAGED_SMTP_WORKER_BUILD_ID: 'abc123' })
+        .options,
+      {
+        version: { deploymentName: 'managed-smtp', buildId: 'abc123' },
+        useWorkerVersioning: true,
+        defaultVersioningBehavior: 'AUTO_UPGRADE',
+      },
+    );
+    assert.match(
+      parseWorkerVersioning({ MANAGED_SMTP_WORKER_DEPLOYMENT: 'managed-smtp' }).problem ?? '',
+      /^MANAGED_SMTP_WORKER_BUILD_ID: must be set together with MANAGED_SMTP_WORKER_DEPLOYMENT$/,
+    );
+    assert.match(
+      parseWorkerVersioning({ MANAGED_SMTP_WORKER_BUILD_ID: 'v1' }).problem ?? '',
+      /^MANAGED_SMTP_WORKER_DEPLOYMENT: /,
+    );
+    assert.match(
+      parseWorkerVersioning({ MANAGED_SMTP_WORKER_DEPLOYMENT: 'a b', MANAGED_SMTP_WORKER_BUILD_ID: 'v1' }).problem ??
+        '',
+      /^MANAGED_SMTP_WORKER_DEPLOYMENT: must be/,
+    );
+    assert.match(
+      parseWorkerVersioning({ MANAGED_SMTP_WORKER_DEPLOYMENT: 'd', MANAGED_SMTP_WORKER_BUILD_ID: 'v1/../x' }).problem ??
+        '',
+      /^MANAGED_SMTP_WORKER_BUILD_ID: must be/,
+    );
   });
 });
 

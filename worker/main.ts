@@ -39,6 +39,7 @@ import { createRuntimeLogger, createWorkerLogger, parseLogSettings } from './log
 import { ensureSearchAttributes } from './search-attributes';
 import { installRuntime, parseMetricsAddress, parseShutdownGrace } from './telemetry';
 import { createManagedSmtpWorker, vendorDeps } from './worker';
+import { parseWorkerVersioning } from './versioning';
 import { SecretStore } from '../vendors/secret-manager';
 
 const SECRET_VERSION = /^projects\/[^/\s]+\/secrets\/[^/\s]+\/versions\/[^/\s]+$/;
@@ -58,6 +59,8 @@ interface Settings {
   /** SPARKPOST_API_KEY_SECRET was set but SPARKPOST_API_KEY won. */
   operatorKeySecretIgnored: boolean;
   tuning: Tuning;
+  /** Worker Deployment version (MANAGED_SMTP_WORKER_DEPLOYMENT / _BUILD_ID). */
+  versioning?: ReturnType<typeof parseWorkerVersioning>['options'];
 }
 
 // Memory knobs of the worker (README "Sizing a worker"). The workflow cache bound lives in worker/config.ts; the V8
@@ -93,6 +96,8 @@ function loadSettings(env: NodeJS.ProcessEnv): { settings?: Settings; problems: 
   if (metrics.problem) problems.push(metrics.problem);
   const grace = parseShutdownGrace(env.MANAGED_SMTP_SHUTDOWN_GRACE);
   if (grace.problem) problems.push(grace.problem);
+  const versioning = parseWorkerVersioning(env);
+  if (versioning.problem) problems.push(versioning.problem);
 
   const tuningParsed = tuningSchema.safeParse(env);
   if (!tuningParsed.success) {
@@ -167,6 +172,7 @@ function loadSettings(env: NodeJS.ProcessEnv): { settings?: Settings; problems: 
         maxConcurrentActivities: tuningParsed.data.MANAGED_SMTP_MAX_CONCURRENT_ACTIVITIES,
         maxConcurrentWorkflowTasks: tuningParsed.data.MANAGED_SMTP_MAX_CONCURRENT_WORKFLOW_TASKS,
       },
+      versioning: versioning.options,
     },
   };
 }
@@ -250,6 +256,7 @@ async function main(log: { current: Logger }): Promise<void> {
       ...(settings.bundlePath ? { workflowBundle: { codePath: settings.bundlePath } } : {}),
       shutdownGraceTime: settings.shutdownGraceMs,
       dataConverter: dataConverterFor(codec),
+      workerDeploymentOptions: settings.versioning,
     });
     workerLog.info(`polling task queue ${config.taskQueue} on namespace ${namespace}`, {
       taskQueue: config.taskQueue,
@@ -260,6 +267,7 @@ async function main(log: { current: Logger }): Promise<void> {
       maxConcurrentActivities: settings.tuning.maxConcurrentActivities,
       maxConcurrentWorkflowTasks: settings.tuning.maxConcurrentWorkflowTasks,
       heapLimitMiB: Math.round(getHeapStatistics().heap_size_limit / 2 ** 20),
+      ...(settings.versioning ? { workerDeployment: settings.versioning.version } : {}),
     });
     await worker.run(); // the SDK's runtime calls worker.shutdown() on SIGINT/SIGTERM
   } finally {

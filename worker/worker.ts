@@ -49,6 +49,8 @@ export interface ManagedSmtpWorkerOptions {
   maxConcurrentActivityTaskExecutions?: number;
   /** Workflow tasks this worker holds at once (MANAGED_SMTP_MAX_CONCURRENT_WORKFLOW_TASKS); the SDK's 40 otherwise. */
   maxConcurrentWorkflowTaskExecutions?: number;
+  /** Worker Deployment version (worker/versioning.ts); unversioned unless given. */
+  workerDeploymentOptions?: WorkerOptions['workerDeploymentOptions'];
 }
 
 /** Creates (does not run) a worker for managed SMTP's workflows and activities. */
@@ -73,5 +75,6 @@ export async function createManagedSmtpWorker(opts: ManagedSmtpWorkerOptions): P
     maxCachedWorkflows: opts.maxCachedWorkflows,
     maxConcurrentActivityTaskExecutions: opts.maxConcurrentActivityTaskExecutions,
     maxConcurrentWorkflowTaskExecutions: opts.maxConcurrentWorkflowTaskExecutions,
+    workerDeploymentOptions: opts.workerDeploymentOptions,
   });
 }
