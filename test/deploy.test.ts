@@ -357,7 +357,6 @@ describe('Dockerfile', () => {
     assert.ok(build.body.includes('RUN npm run build'));
     assert.ok(runtime.body.some((l) => /^RUN npm ci --omit=dev --ignore-scripts\b/.test(l)));
     assert.ok(runtime.body.includes('COPY --from=build /app/dist /app/dist'));
-    assert.ok(runtime.body.includes('COPY --from=build /app/dist/workflow-bundle.js /app/dist/workflow-bundle.js'));
   });
 
   test('runtime: the bundle env, a non-root user, signals reach the worker, CMD node dist/worker/main.js', () => {
