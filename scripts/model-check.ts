@@ -20,16 +20,24 @@ async function main(): Promise<void> {
   try {
     const runner = new ModelRunner(world);
     await runner.start();
-    await fc.assert(
+    const result = await fc.check(
       fc.asyncProperty(sequences, async (actions) => {
         await runner.run(actions);
         checked++;
       }),
       { seed, numRuns: runs },
     );
-    console.log(
-      `model check: ${checked} sequences passed in ${((Date.now() - started) / 1000).toFixed(0)} s (seed ${seed})`,
-    );
+    const took = ((Date.now() - started) / 1000).toFixed(0);
+    if (result.failed) {
+      // The shrunk sequence and the assertion it broke: what a fix starts from.
+      const error = result.errorInstance instanceof Error ? result.errorInstance.message : String(result.errorInstance);
+      console.error(`model check: failed after ${result.numRuns} sequences in ${took} s (seed ${seed})`);
+      console.error(`counterexample (path ${result.counterexamplePath}): ${JSON.stringify(result.counterexample)}`);
+      console.error(`error: ${error}`);
+      process.exitCode = 1;
+      return;
+    }
+    console.log(`model check: ${checked} sequences passed in ${took} s (seed ${seed})`);
   } finally {
     await world.close();
   }
