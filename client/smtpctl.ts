@@ -320,7 +320,7 @@ export function buildProgram(
     .addOption(new Option('--timeout <seconds>', 'how long --wait waits').default('900'))
     .action(async (instanceArg: string, o: Record<string, string | boolean | string[] | undefined>, cmd: Command) => {
       const opts = cmd.optsWithGlobals() as GlobalOpts;
-      const { validate, UsageError, allowedSourcegraphUrls } = await loadValidation();
+      const { validate, allowedSourcegraphUrls } = await loadValidation();
       const instance = validate.instance(instanceArg);
       const gcpProject = validate.gcpProject(o.gcpProject);
       const patterns = allowedSourcegraphUrls();
@@ -334,9 +334,6 @@ export function buildProgram(
         force: o.force === true,
         ...(o.move === true ? { move: true } : {}),
       };
-      if (!spec.adminTokenSecret.startsWith(`projects/${gcpProject}/`)) {
-        throw new UsageError('--admin-token-secret', `must lie in the instance's own project projects/${gcpProject}/`);
-      }
       if (o.senderName !== undefined) spec.senderName = validate.senderName(o.senderName);
       if (o.egressIp !== undefined) spec.egressIps = validate.egressIps(o.egressIp);
       // The worker checks again after DNS right before each request; checking here too makes the mistake exit 2.

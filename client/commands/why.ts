@@ -12,8 +12,6 @@ import { scrubAddresses, maskAddress } from '../../lib/recipients';
 import type { CliContext, CommandModule, GlobalOpts } from '../smtpctl';
 import { validate } from '../validation';
 import { checkAddress, operatorSparkPost, subaccountOf } from './direct';
-
-export { checkAddress, subaccountOf };
 import { registerProtectionCommands } from './protection';
 import { registerSuppressionCommands } from './suppression';
 import { registerWebhookCommands } from './webhooks';
