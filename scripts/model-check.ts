@@ -1,9 +1,10 @@
 /**
  * The long run of the model-based concurrency check: `npx tsx scripts/model-check.ts [--runs 200] [--seed N]`.
  * Prints how many sequences were checked and how long it took; on a failure, fast-check's shrunk counterexample.
+ * `--replay '<counterexample JSON>'` runs one printed counterexample again (as often as `--runs`, default 1).
  */
 import fc from 'fast-check';
-import { ModelRunner, sequences } from '../test/helpers/model';
+import { ModelRunner, sequences, type Action } from '../test/helpers/model';
 import { World } from '../test/helpers/world';
 
 function arg(name: string, fallback: number): number {
@@ -11,7 +12,27 @@ function arg(name: string, fallback: number): number {
   return i > 0 ? Number(process.argv[i + 1]) : fallback;
 }
 
+/** Runs one counterexample (`[[actions]]` as printed, or `[actions]`) `times` times; stops at the first failure. */
+async function replay(json: string, times: number): Promise<void> {
+  const parsed = JSON.parse(json) as Action[] | [Action[]];
+  const actions = (Array.isArray(parsed[0]) ? parsed[0] : parsed) as Action[];
+  const world = await World.start();
+  try {
+    const runner = new ModelRunner(world);
+    await runner.start();
+    for (let i = 1; i <= times; i++) {
+      const started = Date.now();
+      await runner.run(actions);
+      console.log(`replay ${i}/${times} passed in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    }
+  } finally {
+    await world.close();
+  }
+}
+
 async function main(): Promise<void> {
+  const at = process.argv.indexOf('--replay');
+  if (at > 0) return replay(process.argv[at + 1] ?? '[]', arg('--runs', 1));
   const runs = arg('--runs', 100);
   const seed = arg('--seed', Date.now() % 2 ** 31);
   const world = await World.start();

@@ -10,7 +10,10 @@ import { workflowIdFor } from '../lib/instance';
 import { readEmailSettings } from '../lib/site-config';
 import { RunEndedError } from '../client';
 import type { ActivityDeps } from '../activities';
+import { ManagedSmtpClient } from '../client';
+import { createManagedSmtpWorker } from '../worker/worker';
 import { FaultSwitch, failing } from './helpers/faulty';
+import { uniqueTaskQueue, workflowBundle } from './helpers/temporal';
 import { World, specFor, type Lane } from './helpers/world';
 
 /** A gate: calls of one method wait while it is closed (to hold an activity at a chosen point). */
@@ -268,5 +271,37 @@ describe('one request path per instance', { timeout: 600_000 }, () => {
     const started = Date.now();
     await assert.rejects(l.client.waitForRequest(handle, { timeoutMs: 60_000, pollMs: 100 }), RunEndedError);
     assert.ok(Date.now() - started < 10_000);
+  });
+
+  test('9. requests sent before the entity first runs are handled in the order they were sent', async () => {
+    // No worker polls this queue yet, so the three signals wait in the entity's first task together (as after a
+    // worker restart). The SDK used to hand them out per handler as each registered: both enables went first and
+    // the disable, sent in between, had the last word over the operator's final enable.
+    const taskQueue = uniqueTaskQueue('buffered');
+    const client = new ManagedSmtpClient(world.env.client, taskQueue);
+    const i = world.stack.addInstance('buffered-order');
+    const first = await client.enable(i.name, specFor(i));
+    const off = await client.disable(i.name, 'buffered');
+    const last = await client.enable(i.name, specFor(i));
+    await world.env.client.workflow.getHandle(workflowIdFor(i.name)).signal('noSuchSignal', { requestId: 'n' });
+    const worker = await createManagedSmtpWorker({
+      connection: world.env.nativeConnection,
+      namespace: 'default',
+      taskQueue,
+      deps: world.deps(),
+      workflowBundle: await workflowBundle(),
+      shutdownGraceTime: '1s',
+    });
+    await worker.runUntil(async () => {
+      const s = await client.waitFor(last, { timeoutMs: 60_000, pollMs: 100 });
+      assert.equal(s.state, 'active', s.error ?? '');
+      const outcome = async (id: string) => (await client.request(i.name, id))?.outcome;
+      assert.equal(await outcome(first.requestId), 'superseded by disable');
+      assert.equal(await outcome(off.requestId), 'disabled');
+      assert.ok(
+        s.rejected?.some((r) => r.message === 'signal' && /noSuchSignal/.test(r.problem)),
+        JSON.stringify(s.rejected),
+      );
+    });
   });
 });

@@ -161,7 +161,7 @@ export class ModelRunner {
     name: string,
     gcpProject: string,
     s: Awaited<ReturnType<Lane['client']['status']>>,
-    last: string,
+    last: 'enable' | 'disable',
     customerEdited: boolean,
   ): void {
     const world = this.world;
@@ -171,6 +171,11 @@ export class ModelRunner {
     assert.ok(live.length <= 1, `one subaccount at most, found ${live.length}`);
     const keys = live.flatMap((x) => world.keysOf(x.id));
     assert.ok(keys.length <= 1, `no orphan key: ${keys.length} live keys`);
+    // What the entity did, in order: the first thing a failing counterexample needs.
+    const trail = (s.requests ?? [])
+      .slice(-8)
+      .map((r) => `${r.kind}:${r.outcome ?? 'pending'}`)
+      .join(', ');
     const customerIntact =
       settings.smtp?.host === CUSTOMER_SMTP.host && settings.smtp?.password === CUSTOMER_SMTP.password;
     if (customerEdited) {
@@ -181,7 +186,7 @@ export class ModelRunner {
       );
     }
     if (last === 'disable') {
-      assert.equal(s.state, 'disabled', `the last word was disable: ${s.error ?? ''}`);
+      assert.equal(s.state, 'disabled', `the last word was disable: ${s.error ?? ''} [${trail}]`);
       assert.equal(keys.length, 0, 'a disabled instance has no live key');
       assert.ok(
         live.every((x) => x.status === 'suspended'),
@@ -195,7 +200,7 @@ export class ModelRunner {
       assert.ok(['active', 'customer-managed'].includes(s.state), `enable with a customer edit: ${s.state} ${s.error}`);
       return;
     }
-    assert.equal(s.state, 'active', `the last word was enable: ${s.error ?? ''}`);
+    assert.equal(s.state, 'active', `the last word was enable: ${s.error ?? ''} [${trail}]`);
     assert.equal(keys.length, 1, 'exactly one live send key');
     const secret = world.sendKeySecret(gcpProject);
     assert.ok(secret, 'the send-key secret exists');

@@ -10,8 +10,11 @@ import {
   condition,
   continueAsNew,
   isCancellation,
+  patched,
+  setDefaultSignalHandler,
   setHandler,
   workflowInfo,
+  defineSignal,
 } from '@temporalio/workflow';
 import { describeFailure } from '../../contract/failures';
 import {
@@ -118,14 +121,30 @@ export async function managedSmtpWorkflow(input: ManagedSmtpInput): Promise<void
 
   setHandler(statusQuery, () => e.status);
   setHandler(requestQuery, (id) => e.outcomeOf(String(id)));
-  setHandler(enableSignal, (p) => h.safely('enable', p, () => h.onEnable(p)));
-  setHandler(disableSignal, (p) => h.safely('disable', p, () => h.onDisable(p)));
-  setHandler(deliverabilityAlertSignal, (p) => h.safely('deliverabilityAlert', p, () => h.onAlert(p)));
-  setHandler(gdprAuditSignal, (p) => h.safely('gdprAudit', p, () => h.onGdprAudit(p)));
-  setHandler(stuckSignal, (p) => h.safely('stuck', p, () => h.onStuck(p)));
-  setHandler(sendingDomainEventSignal, (p) => h.safely('sendingDomainEvent', p, () => h.onDomainEvent(p)));
-  setHandler(protectionSignal, (p) => h.safely('protection', p, () => h.onProtection(p)));
-  setHandler(suppressionAuditSignal, (p) => h.safely('suppressionAudit', p, () => h.onSuppressionAudit(p)));
+  // Every payload is parsed by its handler (zod), so each signal is registered as taking `unknown`.
+  const signals: Array<[{ name: string }, (p: unknown) => void]> = [
+    [enableSignal, (p) => h.onEnable(p)],
+    [disableSignal, (p) => h.onDisable(p)],
+    [deliverabilityAlertSignal, (p) => h.onAlert(p)],
+    [gdprAuditSignal, (p) => h.onGdprAudit(p)],
+    [stuckSignal, (p) => h.onStuck(p)],
+    [sendingDomainEventSignal, (p) => h.onDomainEvent(p)],
+    [protectionSignal, (p) => h.onProtection(p)],
+    [suppressionAuditSignal, (p) => h.onSuppressionAudit(p)],
+  ];
+  const bySignalName = new Map(signals.map(([def, on]) => [def.name, on]));
+  // Signals that arrived before the handlers existed (a start's first task, one after a worker restart) must be
+  // handled in the order they were sent. The SDK hands buffered signals to each handler as it registers, which let
+  // an enable sent after a disable overtake it; a default handler registered first takes them all, in order.
+  if (patched('signals-in-order')) {
+    setDefaultSignalHandler((name, p) => {
+      const on = bySignalName.get(name);
+      if (on) h.safely(name, p, () => on(p));
+      else e.reject('signal', { name }, `unknown signal ${name.slice(0, 80)}`);
+    });
+  }
+  for (const [{ name }, on] of signals)
+    setHandler(defineSignal<[unknown]>(name), (p) => h.safely(name, p, () => on(p)));
   setHandler(protectionRequestUpdate, (p) => h.onProtectionUpdate(p), { validator: (p) => h.validateProtection(p) });
   setHandler(rotateKeyUpdate, (p) => h.onRotate(p), { validator: (p) => h.validateRotate(p) });
   setHandler(ipPoolUpdate, (p) => h.onIpPool(p), { validator: (p) => h.validateIpPool(p) });
