@@ -24,6 +24,7 @@ import {
   UnsealError,
   type GdprSecretPayload,
 } from '../lib/sealed';
+import { writeGdprSecret } from '../lib/gdpr-secret';
 import type { SecretStore } from '../vendors/secret-manager';
 import { MESSAGE_EVENTS_RETENTION_MS, type SparkPostClient } from '../vendors/sparkpost';
 import {
@@ -149,10 +150,6 @@ function projectOf(secretName: string): string {
   if (!m) throw invalidRequest('the request secret name is not projects/<project>/secrets/<id>');
   return m[1];
 }
-
-import { writeGdprSecret } from '../lib/gdpr-secret';
-
-export { writeGdprSecret };
 
 /** Builds the GDPR activities from injected clients. */
 export function createGdprActivities(deps: GdprActivityDeps) {

@@ -14,8 +14,9 @@ import type {
   SendingDomainAccepted,
   SendingDomainRequest,
   StuckReport,
+  SuppressionAuditRecord,
 } from '../lib/types';
-import type { RequestOutcome } from './types';
+import type { ProtectionRequest, RequestOutcome, SendingDomainEvent } from './types';
 
 /** Starts or re-runs provisioning. */
 export const enableSignal = defineSignal<[EnableRequest]>('enable');
@@ -39,3 +40,11 @@ export const gdprAuditSignal = defineSignal<[GdprAuditRecord]>('gdprAudit');
 export const sendingDomainUpdate = defineUpdate<SendingDomainAccepted, [SendingDomainRequest]>('sendingDomain');
 /** Queues an IP pool assignment (or, with `pool: null`, unassignment); returns the request id at once. */
 export const ipPoolUpdate = defineUpdate<{ requestId: string }, [IpPoolRequest]>('ipPool');
+/** Sent by the domain workflow to the entity as the domain is created, verified or fails. */
+export const sendingDomainEventSignal = defineSignal<[SendingDomainEvent]>('sendingDomainEvent');
+/** Observations and requests from services (webhook receiver, bounce-alert poller); malformed ones are ignored. */
+export const protectionSignal = defineSignal<[ProtectionRequest]>('protection');
+/** The same from smtpctl (`protection clear|configure`): rejected when malformed, queued otherwise. */
+export const protectionRequestUpdate = defineUpdate<{ requestId: string }, [ProtectionRequest]>('protectionRequest');
+/** Appends (or, for the same request id, completes) a suppression-list audit record. */
+export const suppressionAuditSignal = defineSignal<[SuppressionAuditRecord]>('suppressionAudit');

@@ -4,7 +4,22 @@
  */
 export * from '../lib/types';
 import type { EnableRequest, DisableRequest, IpPoolRequest } from '../lib/types';
-import type { ProtectionRequest } from '../workflows/protection';
+import type { DnsRecord } from '../lib/types';
+import type { AlertTarget, ProtectionInput } from '../lib/protection';
+
+/** A protection request: an observation (counts only), an operator's clear or configure. */
+export interface ProtectionRequest {
+  requestId: string;
+  input: ProtectionInput;
+  /** Replaces where alerts are posted (the sender's configuration). */
+  alertWebhook?: AlertTarget | null;
+}
+
+/** What the domain workflow tells the entity (the entity ignores events of requests it no longer tracks). */
+export type SendingDomainEvent =
+  | { event: 'created'; requestId: string; domain: string; dnsRecords: DnsRecord[] }
+  | { event: 'verified'; requestId: string; domain: string; at: string }
+  | { event: 'failed'; requestId: string; domain: string; at: string; message: string; cancelled: boolean };
 
 /** A request waiting in the entity's queue. Every change to an instance is one of these. */
 export type QueuedRequest =

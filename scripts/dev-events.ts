@@ -9,7 +9,7 @@ import type { EmulatorStack } from '../emulators/stack';
 import { workflowIdFor } from '../lib/instance';
 import { SparkPostClient } from '../vendors/sparkpost';
 import { SubaccountListResolver, WebhookService } from '../worker/webhook-service';
-import { protectionSignal } from '../workflows/protection';
+import { protectionSignal } from '../contract/messages';
 
 /** The demo recipients and what happens to them. */
 export const DEMO_RECIPIENTS = {

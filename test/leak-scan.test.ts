@@ -25,7 +25,7 @@ import { checkInvariants } from './helpers/invariants';
 import { SparkPostClient } from '../vendors/sparkpost';
 import { workflowIdFor } from '../lib/instance';
 import { SubaccountListResolver, WebhookService } from '../worker/webhook-service';
-import { protectionSignal } from '../workflows/protection';
+import { protectionSignal } from '../contract/messages';
 
 /** Recipients of the leaky instance: they go through why, suppression and the webhooks, and must appear nowhere. */
 const RECIPIENTS = {

@@ -15,7 +15,8 @@ import { PROTECTION_KEY } from '../lib/search-attributes';
 import type { InstanceStatus } from '../lib/types';
 import { SparkPostClient } from '../vendors/sparkpost';
 import { SubaccountListResolver, WebhookService } from '../worker/webhook-service';
-import { protectionSignal, type ProtectionRequest } from '../workflows/protection';
+import { protectionSignal } from '../contract/messages';
+import type { ProtectionRequest } from '../contract/types';
 import { World, specFor, type Lane } from './helpers/world';
 
 const WEBHOOK_USER = 'sparkpost';

@@ -18,7 +18,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { AlertTarget, ProtectionObservation } from '../lib/protection';
 import { listen } from '../lib/listen';
-import type { ProtectionRequest } from '../workflows/protection';
+import type { ProtectionRequest } from '../contract/types';
 
 /** Maps a SparkPost subaccount id to the instance it belongs to (null: not one of ours). */
 export interface SubaccountResolver {

@@ -15,7 +15,7 @@ import { connectTemporal } from '../client/connection';
 import { workflowIdFor } from '../lib/instance';
 import { SECRET_VERSION_PATTERN } from '../lib/instance';
 import { SparkPostClient } from '../vendors/sparkpost';
-import { protectionSignal } from '../workflows/protection';
+import { protectionSignal } from '../contract/messages';
 import { SubaccountListResolver, WebhookService } from './webhook-service';
 
 /** The service's settings from the environment, or the problems (one line each). */

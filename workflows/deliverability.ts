@@ -18,7 +18,8 @@ import type { DeliverabilityAlert } from '../lib/types';
 import { describeFailure } from '../contract/failures';
 import { bounceRateOf } from '../contract/deliverability';
 import { deliverabilityAlertSignal } from '../contract/messages';
-import { protectionSignal, type ProtectionRequest } from './protection';
+import { protectionSignal } from '../contract/messages';
+import type { ProtectionRequest } from '../contract/types';
 
 export * from '../contract/deliverability';
 import type {

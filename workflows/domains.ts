@@ -25,6 +25,7 @@ import {
   upsertSearchAttributes,
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
+import { sendingDomainEventSignal } from '../contract/messages';
 import { workflowIdFor } from '../lib/instance';
 import { INSTANCE_KEY, STEP_KEY } from '../lib/search-attributes';
 import type { DnsRecord, DomainStep } from '../lib/types';
@@ -35,15 +36,6 @@ export const verifySendingDomainSignal = defineSignal('verifySendingDomain');
 
 /** What the waiting workflow is doing. */
 export const domainStatusQuery = defineQuery<DomainWorkflowStatus>('domainStatus');
-
-/** What the domain workflow tells the entity (the entity ignores events of requests it no longer tracks). */
-export type SendingDomainEvent =
-  | { event: 'created'; requestId: string; domain: string; dnsRecords: DnsRecord[] }
-  | { event: 'verified'; requestId: string; domain: string; at: string }
-  | { event: 'failed'; requestId: string; domain: string; at: string; message: string; cancelled: boolean };
-
-/** Sent by the domain workflow to the entity `managed-smtp/<instance>`. */
-export const sendingDomainEventSignal = defineSignal<[SendingDomainEvent]>('sendingDomainEvent');
 
 /** The input of the domain workflow. */
 export interface DomainWorkflowInput {

@@ -1,22 +1,21 @@
 /**
  * Reputation protection, the entity side. The ladder itself is the pure state machine in lib/protection.ts; this
- * module holds the messages and the one function the entity's request loop calls for a queued protection request:
+ * module holds the one function the entity's request loop calls for a queued protection request:
  * it runs the decision, carries out its effects through activities (quarantine pool or suspension, and their undoing),
  * upserts the `ManagedSmtpProtection` search attribute and posts one alert per transition.
  *
- * The entity (workflows/index.ts, region "reputation protection") only validates and enqueues: the `protection`
+ * The entity (workflows/instance/handlers.ts) only validates and enqueues: the `protection`
  * signal (from the webhook service and the bounce-alert poller, malformed ones ignored) and the `protectionRequest`
  * update (from smtpctl, malformed ones rejected) both push `{ kind: 'protection', request }` onto the same queue as
  * every other request. `disable` calls resetProtectionForDisable first, so it undoes a quarantine too.
  */
-import { defineSignal, defineUpdate, proxyActivities, upsertSearchAttributes } from '@temporalio/workflow';
+import { proxyActivities, upsertSearchAttributes } from '@temporalio/workflow';
+import type { ProtectionRequest } from '../contract/types';
 import {
   actionAt,
   decide,
   initialProtection,
   inputProblem,
-  type AlertTarget,
-  type ProtectionInput,
   type ProtectionStatus,
   type ProtectionTransition,
 } from '../lib/protection';
@@ -52,19 +51,6 @@ export interface ProtectionActivities {
   /** Undoes applyProtection. */
   liftProtection(input: LiftProtectionInput): Promise<{ message: string }>;
 }
-
-/** A protection request: an observation (counts only), an operator's clear or configure. */
-export interface ProtectionRequest {
-  requestId: string;
-  input: ProtectionInput;
-  /** Replaces where alerts are posted (the sender's configuration). */
-  alertWebhook?: AlertTarget | null;
-}
-
-/** Observations and requests from services (webhook receiver, bounce-alert poller); malformed ones are ignored. */
-export const protectionSignal = defineSignal<[ProtectionRequest]>('protection');
-/** The same from smtpctl (`protection clear|configure`): rejected when malformed, queued otherwise. */
-export const protectionRequestUpdate = defineUpdate<{ requestId: string }, [ProtectionRequest]>('protectionRequest');
 
 /** Why a request must not be queued, or null. */
 export function protectionRequestProblem(req: ProtectionRequest): string | null {

@@ -4,11 +4,7 @@
  * who, why, when, the entry's source, and the address only masked and as a keyed hash. Pure bookkeeping on the
  * status: no vendor call, so the handler may apply it directly. Imported by workflow code.
  */
-import { defineSignal } from '@temporalio/workflow';
 import type { InstanceStatus, SuppressionAuditRecord } from '../lib/types';
-
-/** Appends (or, for the same request id, completes) a suppression-list audit record. */
-export const suppressionAuditSignal = defineSignal<[SuppressionAuditRecord]>('suppressionAudit');
 
 /** How many suppression audit records the status keeps. */
 export const MAX_SUPPRESSION_AUDIT = 50;

@@ -18,7 +18,7 @@ import { workflowIdFor } from '../../lib/instance';
 import { maskAddress, recipientHash, scrubAddresses } from '../../lib/recipients';
 import type { SuppressionAuditRecord } from '../../lib/types';
 import { SUPPRESSION_SOURCES } from '../../vendors/sparkpost';
-import { suppressionAuditSignal } from '../../workflows/suppression';
+import { suppressionAuditSignal } from '../../contract/messages';
 import { OperationFailed } from '../errors';
 import { NoWorkflowError, type ManagedSmtpClient } from '../index';
 import type { CliContext, CommandModule, GlobalOpts } from '../smtpctl';

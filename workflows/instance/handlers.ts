@@ -28,8 +28,8 @@ import type {
   StuckReport,
   SuppressionAuditRecord,
 } from '../../lib/types';
-import type { SendingDomainEvent } from '../domains';
-import { protectionRequestProblem, type ProtectionRequest } from '../protection';
+import type { ProtectionRequest, SendingDomainEvent } from '../../contract/types';
+import { protectionRequestProblem } from '../protection';
 import { recordSuppressionAudit, suppressionAuditProblem } from '../suppression';
 import { specChangeProblem } from './enable';
 import { MAX_AUDIT_RECORDS, type Entity } from './entity';

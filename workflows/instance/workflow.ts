@@ -24,17 +24,19 @@ import {
   enableSignal,
   gdprAuditSignal,
   ipPoolUpdate,
+  protectionRequestUpdate,
+  protectionSignal,
   requestQuery,
   rotateKeyUpdate,
+  sendingDomainEventSignal,
   sendingDomainUpdate,
   statusQuery,
   stuckSignal,
+  suppressionAuditSignal,
 } from '../../contract/messages';
 import type { QueuedRequest } from '../../contract/types';
 import { instanceFromWorkflowId } from '../../lib/instance';
-import { sendingDomainEventSignal } from '../domains';
-import { protectionRequestUpdate, protectionSignal, runProtectionRequest } from '../protection';
-import { suppressionAuditSignal } from '../suppression';
+import { runProtectionRequest } from '../protection';
 import { check, repairDropReason } from './check';
 import { disable, restoreSite } from './disable';
 import { enable } from './enable';
