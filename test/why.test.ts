@@ -335,7 +335,13 @@ describe('why, suppression, webhooks and reputation protection', { timeout: 300_
         ...Array.from({ length: 6 }, (_, n) => ({ type: 'spam_complaint', rcpt_to: `user${n}@customer.example` })),
       ]);
       const counted = () => service.events.get('instance="acme",type="spam_complaint"');
-      await waitUntil('the batch', async () => counted() === 6);
+      const sent = sp.webhooks.deliveries.length;
+      // The receiver counts before its 200 reaches the emulator: wait until the emulator has recorded the delivery
+      // too, or there is no delivered batch yet to deliver again.
+      await waitUntil(
+        'the batch',
+        async () => counted() === 6 && sp.webhooks.deliveries.slice(sent).some((d) => d.status === 200),
+      );
       // SparkPost did not see our 200 in time: the same batch again, same batch id.
       const deliveries = sp.webhooks.deliveries.length;
       await sp.webhooks.redeliverLast();
