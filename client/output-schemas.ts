@@ -4,7 +4,22 @@
  * added within a schemaVersion); what is listed is what tooling may rely on. Not loaded by the CLI itself.
  */
 import { z } from 'zod';
+import type {
+  BounceAlertSummary,
+  DeliverabilityFigures,
+  FleetRow,
+  PlanUsage,
+  SkippedInstance,
+} from '../contract/deliverability';
+import type { GdprReceipt, GdprVerification } from '../contract/gdpr';
+import { gdprAuditSchema } from '../contract/requests';
+import type { DnsRecord, SendingDomainInfo, SuppressionAuditRecord } from '../contract/types';
+import type { ProtectionConfig, ProtectionStatus } from '../lib/protection';
 import { INSTANCE_STATES, type InstanceState } from '../lib/types';
+import type { DeliverabilityStats } from '../workflows/deliverability';
+import type { DomainWorkflowStatus } from '../workflows/domains';
+import type { OffboardReceipt } from '../workflows/offboard';
+import type { RecipientEvent, SuppressionEntry, WhyReport } from './commands/why';
 import { SCHEMA_VERSION } from './schema-version';
 
 const schemaVersion = z.literal(SCHEMA_VERSION).describe('version of this document shape (schemas/)');
@@ -151,14 +166,427 @@ export const enableFleetDocument = z
   )
   .meta({ title: 'smtpctl enable-fleet' });
 
+// ---------------------------------------------------------------- the command modules (client/commands/)
+
 /**
- * Documents of the other command modules (gdpr-delete, stats, alerts, sending-domain, ip-pool, check-fleet --schedule):
- * an object (or an array of objects) with schemaVersion; their fields are described by the commands' own types and
- * not yet pinned here.
+ * Ties a schema to the contract type its document is printed from: tsc fails here when that type gains a required
+ * field, renames or retypes one and the schema does not follow, so the published schema cannot drift from contract/.
  */
-export const commandDocument = z
-  .union([z.looseObject({ schemaVersion }), z.array(z.looseObject({ schemaVersion }))])
-  .meta({ title: 'smtpctl command result' });
+const follows =
+  <T>() =>
+  <S extends z.ZodType<T>>(schema: S): S =>
+    schema;
+
+const count = z.number().int().nonnegative();
+const gdprScope = z.enum(['listed', 'all-recipients']);
+
+const gdprVerification = follows<GdprVerification>()(
+  z.looseObject({
+    at: timestamp,
+    found: count,
+    events: count,
+    suppressions: count,
+    keptForCompliance: count,
+    refiled: count,
+  }),
+);
+
+/** GdprReceipt (contract/gdpr.ts): counts and times, never an address. */
+const gdprReceiptFields = {
+  requestId: z.string(),
+  instance: z.string(),
+  subaccountId: z.number().int(),
+  scope: gdprScope,
+  optOut: z.boolean(),
+  state: z.enum(['filing', 'waiting', 'verifying', 'shredding', 'complete', 'failed']),
+  recipients: count,
+  batches: count,
+  resumedBatches: count,
+  filedAt: timestamp.nullable(),
+  listHashedAt: timestamp.nullable(),
+  verifyDueAt: timestamp.nullable(),
+  verifiedAt: timestamp.nullable(),
+  verifications: z.array(gdprVerification),
+  found: count.nullable(),
+  listDestroyedAt: timestamp.nullable(),
+  destroyedVersions: count,
+  error: z.string().nullable(),
+};
+const gdprReceipt = follows<GdprReceipt>()(z.looseObject(gdprReceiptFields));
+
+/** `gdpr-delete` without `--wait`: the request that was filed. */
+export const gdprDeleteDocument = z
+  .looseObject({
+    schemaVersion,
+    instance: z.string(),
+    requestId: z.string(),
+    workflowId: z.string(),
+    requested: z.literal('gdpr-delete'),
+    scope: gdprScope,
+    recipients: count.nullable().describe('listed recipients; null with --all-recipients'),
+    optOut: z.boolean(),
+  })
+  .meta({ title: 'smtpctl gdpr-delete' });
+
+/** `gdpr-delete --wait` and `gdpr-status <instance> <requestId>`: one receipt (GdprReceipt, contract/gdpr.ts). */
+export const gdprReceiptDocument = follows<GdprReceipt>()(
+  z.looseObject({ schemaVersion, workflowId: z.string().optional(), ...gdprReceiptFields }),
+).meta({ title: 'smtpctl GDPR receipt' });
+
+/** `gdpr-status <instance>`: every receipt, or (when the workflows are past retention) the audit records. */
+export const gdprStatusDocument = z
+  .looseObject({
+    schemaVersion,
+    instance: z.string(),
+    receipts: z.array(gdprReceipt),
+    auditRecords: z.array(gdprAuditSchema).optional(),
+  })
+  .meta({ title: 'smtpctl gdpr-status' });
+
+/** `offboard` without `--wait`: the offboarding that was started (or joined). */
+export const offboardDocument = z
+  .looseObject({
+    schemaVersion,
+    instance: z.string(),
+    workflowId: z.string(),
+    requested: z.literal('offboard'),
+    requestId: z.string().nullable(),
+  })
+  .meta({ title: 'smtpctl offboard' });
+
+/** `offboard --wait`: the receipt (OffboardReceipt, workflows/offboard.ts). */
+export const offboardReceiptDocument = follows<OffboardReceipt>()(
+  z.looseObject({
+    schemaVersion,
+    instance: z.string(),
+    requestId: z.string(),
+    subaccountId: z.number().int().nullable(),
+    gcpProject: z.string(),
+    state: z.enum(['disabling', 'erasing', 'terminating', 'deleting-secrets', 'complete', 'failed']),
+    startedAt: timestamp,
+    disabledAt: timestamp.nullable(),
+    erasure: gdprReceipt.nullable(),
+    subaccountTerminatedAt: timestamp.nullable(),
+    secretsDeleted: count,
+    secretsDeletedAt: timestamp.nullable(),
+    finishedAt: timestamp.nullable(),
+    error: z.string().nullable(),
+  }),
+).meta({ title: 'smtpctl offboard --wait' });
+
+/** DeliverabilityFigures (contract/deliverability.ts). */
+const figuresFields = {
+  accepted: count,
+  delivered: count,
+  bounces: count,
+  hardBounces: count,
+  targeted: count,
+  bounceRate: z.number().min(0).max(1),
+};
+const figures = follows<DeliverabilityFigures>()(z.looseObject(figuresFields));
+const fleetRow = follows<FleetRow>()(
+  z.looseObject({
+    instance: z.string(),
+    subaccountId: z.number().int(),
+    ...figuresFields,
+    complaints: count.optional(),
+  }),
+);
+const planUsage = follows<PlanUsage>()(
+  z.looseObject({ included: count, from: timestamp, accepted: count, usedFraction: z.number().nonnegative() }),
+);
+
+/** `stats [instance]`: one instance's figures, or the fleet's rows, totals and plan usage (DeliverabilityStats). */
+export const statsDocument = follows<DeliverabilityStats>()(
+  z.union([
+    z.looseObject({
+      schemaVersion,
+      scope: z.literal('instance'),
+      instance: z.string().nullable(),
+      subaccountId: z.number().int(),
+      from: timestamp,
+      to: timestamp.nullable(),
+      ...figuresFields,
+    }),
+    z.looseObject({
+      schemaVersion,
+      scope: z.literal('fleet'),
+      from: timestamp,
+      to: timestamp.nullable(),
+      rows: z.array(fleetRow),
+      totals: figures,
+      plan: planUsage.nullable(),
+    }),
+  ]),
+).meta({ title: 'smtpctl stats' });
+
+/** `alerts schedule`: the bounce-alert Schedule as created or updated (never the webhook URL). */
+export const alertsScheduleDocument = z
+  .looseObject({
+    schemaVersion,
+    scheduleId: z.string(),
+    created: z.boolean(),
+    intervalSeconds: z.number().positive(),
+    thresholdRate: z.number().gt(0).max(1),
+    minAccepted: count,
+    windowHours: z.number().positive(),
+    webhook: z.enum(['secret', 'url', 'none']),
+    webhookSecret: z.string().optional(),
+  })
+  .meta({ title: 'smtpctl alerts schedule' });
+
+/** `alerts run-once`: what the pass did (BounceAlertSummary, contract/deliverability.ts). */
+export const alertsRunOnceDocument = follows<BounceAlertSummary>()(
+  z.looseObject({
+    schemaVersion,
+    from: timestamp,
+    checked: count,
+    crossing: z.array(z.string()),
+    raised: z.array(z.string()),
+    cleared: z.array(z.string()),
+    skipped: z.array(follows<SkippedInstance>()(z.looseObject({ instance: z.string(), reason: z.string() }))),
+    errors: z.array(z.string()),
+  }),
+).meta({ title: 'smtpctl alerts run-once' });
+
+/** `check-fleet --schedule <every>`: the fleet-check Schedule and its run settings (FleetCheckInput). */
+export const checkFleetScheduleDocument = z
+  .looseObject({
+    schemaVersion,
+    scheduleId: z.string(),
+    every: z.string(),
+    enforce: z.boolean(),
+    concurrency: z.number().int().positive(),
+    sparkpostBudget: z.number().int().positive(),
+    result: z.enum(['created', 'updated']),
+  })
+  .meta({ title: 'smtpctl check-fleet --schedule' });
+
+/** `enable-fleet <file> --dry-run`: the file is valid (an invalid one exits 2 with an error document). */
+export const enableFleetDryRunDocument = z
+  .looseObject({ schemaVersion, instances: count, valid: z.literal(true) })
+  .meta({ title: 'smtpctl enable-fleet --dry-run' });
+
+const dnsRecord = follows<DnsRecord>()(
+  z.looseObject({ type: z.enum(['TXT', 'CNAME']), name: z.string(), value: z.string(), purpose: z.string() }),
+);
+const sendingDomainInfo = follows<SendingDomainInfo>()(
+  z.looseObject({
+    domain: z.string(),
+    state: z.enum(['pending-verification', 'active', 'removing']),
+    dnsRecords: z.array(dnsRecord),
+    requestedAt: timestamp,
+    verifiedAt: timestamp.optional(),
+    requestId: z.string(),
+    workflowId: z.string().optional(),
+  }),
+);
+const domainWorkflowStatus = follows<DomainWorkflowStatus>()(
+  z.looseObject({
+    instance: z.string(),
+    domain: z.string(),
+    step: z.enum(['create-sending-domain', 'wait-domain-verification', 'delete-sending-domain']),
+    checks: count,
+    lastCheck: z.looseObject({ at: timestamp, dkimStatus: z.string() }).nullable(),
+    nextCheckAt: timestamp.nullable(),
+    deadline: timestamp.nullable(),
+  }),
+);
+
+/** `sending-domain add` without `--wait`: the domain created and the DNS records to publish. */
+export const sendingDomainAddDocument = z
+  .looseObject({
+    schemaVersion,
+    instance: z.string(),
+    domain: z.string(),
+    requestId: z.string(),
+    workflowId: z.string().describe('the workflow that waits for verification'),
+    sendingDomain: sendingDomainInfo.nullable().optional(),
+    sender: z.string().describe('email.address once verified'),
+  })
+  .meta({ title: 'smtpctl sending-domain add' });
+
+/** `sending-domain verify` without `--wait`: verified (the sender switch follows), or the status if it already ran. */
+export const sendingDomainVerifyDocument = z
+  .union([
+    z.looseObject({
+      schemaVersion,
+      instance: z.string(),
+      domain: z.string(),
+      verified: z.literal(true),
+      requestId: z.string(),
+    }),
+    statusDocument,
+  ])
+  .meta({ title: 'smtpctl sending-domain verify' });
+
+/** `sending-domain show`: the domain, its verification progress and the IP pool. */
+export const sendingDomainShowDocument = z
+  .looseObject({
+    schemaVersion,
+    instance: z.string(),
+    sendingDomain: sendingDomainInfo.nullable(),
+    verification: domainWorkflowStatus.nullable(),
+    sender: z.string().nullable(),
+    ipPool: z.string().nullable(),
+    lastSendingDomainChange: operationRecord.nullable(),
+    lastIpPoolChange: operationRecord.nullable(),
+  })
+  .meta({ title: 'smtpctl sending-domain show' });
+
+/** `ip-pool assign|unassign`: the status the request left, with the warm-up note after an assignment. */
+export const ipPoolDocument = z
+  .looseObject({ schemaVersion, ...statusFields, note: z.string().optional() })
+  .meta({ title: 'smtpctl ip-pool' });
+
+const recipientEvent = follows<RecipientEvent>()(
+  z.looseObject({
+    type: z.string(),
+    timestamp: z.string(),
+    subaccountId: z.number().int(),
+    eventId: z.string().optional(),
+    messageId: z.string().optional(),
+    subject: z.string().optional(),
+    bounceClass: z.string().optional(),
+    reason: z.string().optional(),
+    errorCode: z.string().optional(),
+  }),
+);
+const suppressionEntry = follows<SuppressionEntry>()(
+  z.looseObject({
+    type: z.string(),
+    source: z.string(),
+    description: z.string().optional(),
+    created: z.string().optional(),
+    updated: z.string().optional(),
+    subaccountId: z.number().int().nullable(),
+  }),
+);
+
+/** `why <instance> <email>` (WhyReport, client/commands/why.ts): the address only masked. */
+export const whyDocument = follows<WhyReport>()(
+  z.looseObject({
+    schemaVersion,
+    instance: z.string(),
+    subaccountId: z.number().int(),
+    recipient: z.string().describe('the address, masked'),
+    events: z.array(recipientEvent),
+    suppression: z.array(suppressionEntry),
+    verdict: z.string(),
+    droppedForeign: count,
+  }),
+).meta({ title: 'smtpctl why' });
+
+/** `suppression list <instance>`: one page of the instance's own entries, addresses masked and hashed. */
+export const suppressionListDocument = z
+  .looseObject({
+    schemaVersion,
+    instance: z.string(),
+    subaccountId: z.number().int(),
+    total: count,
+    bySource: z.record(z.string(), count),
+    page: z.number().int().positive(),
+    pages: z.number().int().positive(),
+    perPage: z.number().int().positive(),
+    entries: z.array(
+      z.looseObject({
+        recipient: z.string(),
+        recipientHash: z.string(),
+        type: z.string(),
+        source: z.string(),
+        description: z.string(),
+        created: z.string().nullable(),
+        updated: z.string().nullable(),
+      }),
+    ),
+  })
+  .meta({ title: 'smtpctl suppression list' });
+
+/** `suppression remove`: the audit record of the removal (SuppressionAuditRecord, lib/types.ts). */
+export const suppressionRemoveDocument = follows<SuppressionAuditRecord>()(
+  z.looseObject({
+    schemaVersion,
+    requestId: z.string(),
+    at: timestamp,
+    actor: z.string(),
+    reason: z.string(),
+    recipientMasked: z.string(),
+    recipientHash: z.string(),
+    source: z.string().nullable(),
+    type: z.string().nullable(),
+    forced: z.boolean(),
+    outcome: z.enum(['requested', 'removed', 'refused', 'failed']),
+    message: z.string().optional(),
+    finishedAt: timestamp.optional(),
+  }),
+).meta({ title: 'smtpctl suppression remove' });
+
+/** `webhooks install`: the SparkPost webhook (created now, or already there for that URL). */
+export const webhooksInstallDocument = z
+  .looseObject({
+    schemaVersion,
+    id: z.string(),
+    name: z.string(),
+    created: z.boolean(),
+    events: z.array(z.string()).optional(),
+  })
+  .meta({ title: 'smtpctl webhooks install' });
+
+const protectionLevel = z.enum(['ok', 'warning', 'quarantined', 'suspended', 'severe']);
+const protectionStatus = follows<ProtectionStatus>()(
+  z.looseObject({
+    level: protectionLevel,
+    since: timestamp.nullable(),
+    lastBadAt: timestamp.nullable(),
+    clearedAt: timestamp.nullable(),
+    previousPool: z.string().nullable(),
+    config: follows<ProtectionConfig>()(
+      z.looseObject({
+        warnComplaintRate: z.number(),
+        severeComplaintRate: z.number(),
+        warnHardBounceRate: z.number(),
+        severeHardBounceRate: z.number(),
+        minVolume: count,
+        burstComplaints: count,
+        burstHardBounces: count,
+        action: z.enum(['quarantine', 'suspend', 'alert-only']),
+        quarantinePool: z.string(),
+        quietSeconds: count,
+      }),
+    ),
+    last: z
+      .looseObject({
+        source: z.enum(['metrics', 'events']),
+        at: timestamp,
+        from: timestamp,
+        sent: count,
+        hardBounces: count,
+        complaints: count,
+        severity: z.enum(['quiet', 'warning', 'severe']),
+      })
+      .nullable(),
+    transitions: z.array(
+      z.looseObject({
+        at: timestamp,
+        from: protectionLevel,
+        to: protectionLevel,
+        reason: z.string(),
+        by: z.string(),
+        outcome: z.string().optional(),
+      }),
+    ),
+  }),
+);
+
+/** `protection status|clear|configure`: the ladder (null before its first observation); the request id after a change. */
+export const protectionDocument = z
+  .looseObject({
+    schemaVersion,
+    instance: z.string(),
+    protection: protectionStatus.nullable(),
+    requestId: z.string().optional(),
+  })
+  .meta({ title: 'smtpctl protection' });
 
 /** Every published document, by the file name it has in schemas/ (`<name>.schema.json`). */
 export const OUTPUT_SCHEMAS = {
@@ -172,7 +600,25 @@ export const OUTPUT_SCHEMAS = {
   'check-fleet': checkFleetDocument,
   'enable-fleet': enableFleetDocument,
   error: errorDocument,
-  command: commandDocument,
+  'gdpr-delete': gdprDeleteDocument,
+  'gdpr-receipt': gdprReceiptDocument,
+  'gdpr-status': gdprStatusDocument,
+  offboard: offboardDocument,
+  'offboard-receipt': offboardReceiptDocument,
+  stats: statsDocument,
+  'alerts-schedule': alertsScheduleDocument,
+  'alerts-run-once': alertsRunOnceDocument,
+  'check-fleet-schedule': checkFleetScheduleDocument,
+  'enable-fleet-dry-run': enableFleetDryRunDocument,
+  'sending-domain-add': sendingDomainAddDocument,
+  'sending-domain-verify': sendingDomainVerifyDocument,
+  'sending-domain-show': sendingDomainShowDocument,
+  'ip-pool': ipPoolDocument,
+  why: whyDocument,
+  'suppression-list': suppressionListDocument,
+  'suppression-remove': suppressionRemoveDocument,
+  'webhooks-install': webhooksInstallDocument,
+  protection: protectionDocument,
 } as const;
 
 /** Name of a published schema. */

@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Help } from 'commander';
@@ -17,7 +17,14 @@ import { INSTANCE_KEY } from '../lib/search-attributes';
 import { OUTPUT_SCHEMAS, type OutputSchemaName } from '../client/output-schemas';
 import { buildProgram, COMMAND_MODULES } from '../client/smtpctl';
 import { schemaFileText, SCHEMAS_DIR } from '../scripts/build-schemas';
-import { assertMatchesSchema, parseJsonDocument, parseNdjson } from './helpers/json-schema';
+import {
+  assertCliOutput,
+  assertMatchesSchema,
+  cliSchemaOf,
+  parseJsonDocument,
+  parseNdjson,
+  schemaProblem,
+} from './helpers/json-schema';
 import { startTemporal, uniqueTaskQueue } from './helpers/temporal';
 import type { FakeInstanceInput } from './fixtures/list-workflows';
 
@@ -58,7 +65,14 @@ function smtpctlSlow(env: NodeJS.ProcessEnv, ...args: string[]): Promise<Run> {
     child.once('error', reject);
     child.once('close', (code) => {
       clearTimeout(timer);
-      resolve({ code, stdout: Buffer.concat(out).toString('utf8'), stderr: err });
+      const stdout = Buffer.concat(out).toString('utf8');
+      try {
+        assertCliOutput(args, code, stdout);
+      } catch (e) {
+        reject(e);
+        return;
+      }
+      resolve({ code, stdout, stderr: err });
     });
   });
 }
@@ -73,6 +87,107 @@ describe('smtpctl output for tooling', { timeout: 900_000 }, () => {
         `${file} is stale: run npx tsx scripts/build-schemas.ts`,
       );
     }
+  });
+
+  test('schemas/ publishes no schema that client/output-schemas.ts no longer defines', () => {
+    const files = readdirSync(SCHEMAS_DIR).filter((f) => f.endsWith('.schema.json'));
+    assert.deepEqual(
+      files.sort(),
+      Object.keys(OUTPUT_SCHEMAS)
+        .map((n) => `${n}.schema.json`)
+        .sort(),
+    );
+  });
+
+  test('the validator rejects a document that lacks a required field, naming the schema and the JSON path', () => {
+    const stats = {
+      schemaVersion: 1,
+      scope: 'instance',
+      instance: 'acme',
+      subaccountId: 7,
+      from: '2026-11-28T00:00:00.000Z',
+      to: null,
+      accepted: 10,
+      delivered: 9,
+      bounces: 1,
+      hardBounces: 0,
+      targeted: 10,
+      bounceRate: 0.1,
+    };
+    // The valid document passes, so what follows fails for the missing field and nothing else.
+    assert.equal(schemaProblem('stats', stats), null);
+    const { accepted: _dropped, ...withoutAccepted } = stats;
+    const oneLine = /^output does not match schemas\/stats\.schema\.json: \$\.accepted: [^\n]+$/;
+    assert.throws(() => assertMatchesSchema('stats', withoutAccepted), { message: oneLine });
+    // The same check guards every CLI run of the suite (World.cli and the runners call it).
+    assert.throws(
+      () => assertCliOutput(['stats', 'acme', '--json'], 0, JSON.stringify(withoutAccepted) + '\n'),
+      /schemas\/stats\.schema\.json: \$\.accepted:/,
+    );
+    // Nested: the fleet's rows are checked too.
+    const fleet = {
+      schemaVersion: 1,
+      scope: 'fleet',
+      from: stats.from,
+      to: null,
+      rows: [
+        {
+          instance: 'acme',
+          subaccountId: 7,
+          delivered: 9,
+          bounces: 1,
+          hardBounces: 0,
+          targeted: 10,
+          bounceRate: '10%',
+        },
+      ],
+      totals: { accepted: 10, delivered: 9, bounces: 1, hardBounces: 0, targeted: 10, bounceRate: 0.1 },
+      plan: null,
+    };
+    assert.throws(() => assertMatchesSchema('stats', fleet), /\$\.rows\[0\]\.(accepted|bounceRate):/);
+    // A schemaVersion-only document no longer passes for a command's output.
+    assert.throws(() => assertCliOutput(['--json', 'check-fleet', '--schedule', '1h'], 0, '{"schemaVersion":1}\n'));
+  });
+
+  test('every published schema but list-entry is what some smtpctl invocation prints', () => {
+    const invocations = [
+      ['status', 'a'],
+      ['enable', 'a'],
+      ['enable', 'a', '--wait'],
+      ['list'],
+      ['list', '--limit', '5'],
+      ['list', '--ndjson'],
+      ['check', 'a'],
+      ['check-fleet'],
+      ['check-fleet', '--schedule', '1h'],
+      ['enable-fleet', 'f.yaml'],
+      ['enable-fleet', 'f.yaml', '--dry-run'],
+      ['gdpr-delete', 'a', '--all-recipients'],
+      ['gdpr-delete', 'a', '--all-recipients', '--wait'],
+      ['gdpr-status', 'a'],
+      ['offboard', 'a'],
+      ['offboard', 'a', '--wait'],
+      ['stats'],
+      ['alerts', 'schedule'],
+      ['alerts', 'run-once'],
+      ['sending-domain', 'add', 'a', 'mail.acme.com'],
+      ['sending-domain', 'verify', 'a'],
+      ['sending-domain', 'show', 'a'],
+      ['ip-pool', 'assign', 'a', 'p'],
+      ['why', 'a', 'x@y.z'],
+      ['suppression', 'list', 'a'],
+      ['suppression', 'remove', 'a', 'x@y.z'],
+      ['webhooks', 'install'],
+      ['protection', 'status', 'a'],
+      ['no-such-command'],
+    ];
+    const printed = new Set(invocations.map((argv) => cliSchemaOf([...argv, '--json'])));
+    const published = Object.keys(OUTPUT_SCHEMAS).filter((n) => n !== 'list-entry');
+    assert.deepEqual(
+      [...published].filter((n) => !printed.has(n)),
+      [],
+    );
+    assert.equal(cliSchemaOf(['status', 'a']), null, 'human output has no schema');
   });
 
   test("the top-level help's summaries are what each command module registers", async () => {

@@ -11,20 +11,19 @@ import { temporal } from '@temporalio/proto';
 import { bundleWorkflowCode, DefaultLogger, Worker } from '@temporalio/worker';
 import { createActivities } from '../activities';
 import { ALERT_WEBHOOK_FAILED, createDeliverabilityActivities } from '../activities/deliverability';
-import { ManagedSmtpClient, NoWorkflowError } from '../client';
+import { ManagedSmtpClient } from '../client';
 import {
   BOUNCE_ALERT_SCHEDULE_ID,
   ensureBounceAlertSchedule,
-  registerDeliverabilityCommands,
   runBounceAlertOnce,
 } from '../client/commands/deliverability';
-import { buildProgram, OperationFailed, runCli, type CliContext, type Io } from '../client/smtpctl';
-import { UsageError } from '../client/validation';
+import { runCli, type Io } from '../client/smtpctl';
 import { WebhookReceiver } from '../emulators/webhook-receiver';
 import { workflowIdFor } from '../lib/instance';
 import { BOUNCE_ALERT_KEY } from '../lib/search-attributes';
 import { SparkPostClient } from '../vendors/sparkpost';
 import type { BounceAlertInput, BounceAlertSummary, DeliverabilityStats, FleetRow } from '../workflows/deliverability';
+import { assertCliOutput } from './helpers/json-schema';
 import { uniqueTaskQueue } from './helpers/temporal';
 import { World, specFor } from './helpers/world';
 
@@ -197,45 +196,14 @@ describe('deliverability: stats and bounce alerts', { timeout: 150_000 }, () => 
     );
   }
 
-  /** smtpctl in-process; registers the deliverability commands itself until smtpctl's COMMAND_MODULES has them. */
+  /** smtpctl in-process; its `--json` output is checked against the published schema (helpers/json-schema.ts). */
   async function cli(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
     let out = '';
     let err = '';
     const io: Io = { out: (t) => void (out += t), err: (t) => void (err += t) };
-    const connect = async () => world.env.client;
-    if (buildProgram(io, connect).program.commands.some((c) => c.name() === 'stats')) {
-      return { code: await runCli(argv, io, connect), out, err };
-    }
-    // Not wired yet: the same program plus this module, with runCli's exit-code mapping.
-    const { program } = buildProgram(io, connect);
-    const unused = () => {
-      throw new Error('not used by the deliverability commands');
-    };
-    const ctx: CliContext = {
-      io,
-      getClient: async () => new ManagedSmtpClient(world.env.client),
-      emit: (opts, json, human) => io.out(opts.json ? JSON.stringify(json) + '\n' : human),
-      progress: unused,
-      waitAndReport: unused,
-      formatStatus: unused,
-    };
-    registerDeliverabilityCommands(program, ctx);
-    const json = argv.includes('--json');
-    const fail = (code: number, message: string, result?: unknown) => {
-      io.err(`smtpctl: ${message}\n`);
-      if (json) io.out(JSON.stringify({ error: message, ...(result ? { status: result } : {}) }) + '\n');
-      return code;
-    };
-    try {
-      await program.parseAsync(argv, { from: 'user' });
-      return { code: 0, out, err };
-    } catch (e) {
-      if (e instanceof UsageError) return { code: fail(2, e.message), out, err };
-      if (e instanceof OperationFailed) return { code: fail(1, e.message, e.result), out, err };
-      if (e instanceof NoWorkflowError) return { code: fail(1, e.message), out, err };
-      if (e instanceof Error && 'exitCode' in e) return { code: 2, out, err };
-      return { code: fail(1, e instanceof Error ? e.message : String(e)), out, err };
-    }
+    const code = await runCli(argv, io, async () => world.env.client);
+    assertCliOutput(argv, code, out);
+    return { code, out, err };
   }
 
   test('stats of one instance and of the fleet equal what SparkPost recorded', async () => {

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { STACK_SOURCEGRAPH_URLS } from '../emulators/stack';
 import { ensureBuilt } from './helpers/built';
-import { parseJsonDocument, parseNdjson } from './helpers/json-schema';
+import { assertCliOutput, parseJsonDocument, parseNdjson } from './helpers/json-schema';
 
 const root = path.resolve(__dirname, '..');
 const OFFSET = 21_000;
@@ -42,6 +42,7 @@ function smtpctl(...args: string[]): Run {
       MANAGED_SMTP_SOURCEGRAPH_URLS: STACK_SOURCEGRAPH_URLS,
     },
   });
+  assertCliOutput(args, r.status, r.stdout);
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 

@@ -20,6 +20,7 @@ import { ENCODING_ENCRYPTED, generateCodecKey } from '../lib/codec';
 import { findTemporalCli } from '../scripts/temporal-cli';
 import { DevServer, REPO_ROOT, WorkerProcess, type WorkerLogLine } from './helpers/chaos';
 import { checkInvariants } from './helpers/invariants';
+import { assertCliOutput } from './helpers/json-schema';
 
 // issue 13: why, suppression and the webhook receiver handle recipient addresses
 import { SparkPostClient } from '../vendors/sparkpost';
@@ -139,7 +140,7 @@ describe('leak scan of the whole lifecycle through the CLI and a worker process'
   }
 
   function smtpctlWithInput(stdin: string | undefined, ...args: string[]): Promise<CliRun> {
-    return new Promise((resolve) => {
+    return new Promise((resolve, reject) => {
       const child = execFile(
         process.execPath,
         [path.join(REPO_ROOT, 'bin', 'smtpctl.js'), ...args],
@@ -165,6 +166,12 @@ describe('leak scan of the whole lifecycle through the CLI and a worker process'
           const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
           const run = { args, code, stdout: String(stdout), stderr: String(stderr) };
           cliRuns.push(run);
+          try {
+            assertCliOutput(args, code, run.stdout);
+          } catch (e) {
+            reject(e);
+            return;
+          }
           resolve(run);
         },
       );

@@ -27,6 +27,7 @@ import {
   type Cluster,
   type WorkerProcess,
 } from '../../scripts/cluster';
+import { assertCliOutput } from '../helpers/json-schema';
 import { quietRuntime, workflowBundle } from '../helpers/temporal';
 
 const root = path.resolve(__dirname, '..', '..');
@@ -145,6 +146,7 @@ describe(
           MANAGED_SMTP_SOURCEGRAPH_URLS: 'http://127.0.0.1:*',
         },
       });
+      assertCliOutput(args, r.status, r.stdout);
       return { code: r.status, stdout: r.stdout, stderr: r.stderr };
     }
     const sparkpostState = () => stack.sparkpost.snapshot() as SparkPostState;

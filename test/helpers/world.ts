@@ -13,6 +13,7 @@ import { createManagedSmtpWorker, vendorDeps } from '../../worker/worker';
 import { startTemporal, uniqueTaskQueue, workflowBundle } from './temporal';
 import { sendKeySecretName } from '../../lib/instance';
 import { runCli, type Io } from '../../client/smtpctl';
+import { assertCliOutput } from './json-schema';
 
 /** The enable spec of an emulated instance (kept here for the tests' imports). */
 export { specFor } from '../../emulators/stack';
@@ -96,7 +97,10 @@ export class World {
     lane.running = lane.worker.run();
   }
 
-  /** Runs smtpctl in-process against this world's Temporal server (MANAGED_SMTP_TASK_QUEUE picks the lane). */
+  /**
+   * Runs smtpctl in-process against this world's Temporal server (MANAGED_SMTP_TASK_QUEUE picks the lane); fails when
+   * its --json output does not match the published schema.
+   */
   async cli(...argv: string[]): Promise<CliRun> {
     return this.cliWith({}, ...argv);
   }
@@ -107,6 +111,8 @@ export class World {
     let err = '';
     const io: Io = { out: (t) => void (out += t), err: (t) => void (err += t) };
     const code = await runCli(argv, io, async () => this.env.client, opts);
+    // Every --json/--ndjson run of the suite is checked against its published schema here, so no test can forget.
+    assertCliOutput(argv, code, out);
     return { code, out, err };
   }
 
