@@ -733,6 +733,10 @@ async function main(): Promise<void> {
     port: codecPort,
     host: '127.0.0.1',
     corsOrigins: [`http://127.0.0.1:${uiPort}`, `http://localhost:${uiPort}`],
+    // As in `npm run dev`: loopback only and a key made for this run, and the UI (started with
+    // TEMPORAL_CODEC_PASS_ACCESS_TOKEN=false) has no way to send a bearer token. Production sets one (docker-compose.yml).
+    insecureNoAuth: true,
+    passPlaintext: true,
   });
 
   const deploymentName = 'managed-smtp';
