@@ -24,6 +24,7 @@ import {
   chownSync,
   constants,
   copyFileSync,
+  createWriteStream,
   existsSync,
   mkdirSync,
   mkdtempSync,
@@ -374,6 +375,11 @@ export class TemporalServer {
     private readonly logFile: string,
   ) {}
 
+  /** Where the server's output goes. */
+  get log(): string {
+    return this.logFile;
+  }
+
   /** `host:port` of the frontend. */
   get address(): string {
     return `127.0.0.1:${this.ports.grpc}`;
@@ -529,10 +535,10 @@ export interface WorkerProcess {
   exited: Promise<number | string | null>;
 }
 
-/** Starts a worker process and waits until it polls. */
+/** Starts a worker process and waits until it polls. Its output is also appended to `logFile` when given. */
 export async function spawnWorker(
   env: Record<string, string>,
-  opts: { timeoutMs?: number; label?: string } = {},
+  opts: { timeoutMs?: number; label?: string; logFile?: string } = {},
 ): Promise<WorkerProcess> {
   const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'worker', 'main.ts')], {
     cwd: ROOT,
@@ -541,10 +547,19 @@ export async function spawnWorker(
     env: { ...process.env, MANAGED_SMTP_LOG_FORMAT: 'text', MANAGED_SMTP_LOG_LEVEL: 'INFO', ...env },
   });
   let out = '';
-  child.stdout?.on('data', (c: Buffer) => (out += c.toString()));
-  child.stderr?.on('data', (c: Buffer) => (out += c.toString()));
+  // A file survives the process (and the test's memory) for reading after a failure.
+  const file = opts.logFile ? createWriteStream(opts.logFile, { flags: 'a' }) : null;
+  const collect = (c: Buffer) => {
+    out += c.toString();
+    file?.write(c);
+  };
+  child.stdout?.on('data', collect);
+  child.stderr?.on('data', collect);
   const exited = new Promise<number | string | null>((resolve) =>
-    child.once('exit', (code, signal) => resolve(code ?? signal)),
+    child.once('exit', (code, signal) => {
+      file?.end();
+      resolve(code ?? signal);
+    }),
   );
   const w: WorkerProcess = {
     child,
@@ -584,14 +599,22 @@ export interface Cluster {
   address: string;
   namespace: string;
   connection: NativeConnection;
-  /** Milliseconds per start-up phase, for the report. */
+  /** Milliseconds per start-up phase (build, postgres, schema, server, searchAttributes), for the report. */
   timings: Record<string, number>;
+  /** Milliseconds from the call to startCluster until the namespace and search attributes were ready. */
+  startMs: number;
   /** Stops the Temporal server and PostgreSQL and deletes the database. */
   stop(): Promise<void>;
 }
 
-/** Builds or finds the binaries, then starts PostgreSQL, creates the schemas, starts the server and the namespace. */
-export async function startCluster(opts: { log?: Log; ui?: boolean; namespace?: string } = {}): Promise<Cluster> {
+/**
+ * Builds or finds the binaries, then starts PostgreSQL, creates the schemas, starts the server and the namespace. The
+ * server's log goes to `logDir` (default: the database directory, deleted by stop()).
+ */
+export async function startCluster(
+  opts: { log?: Log; ui?: boolean; namespace?: string; logDir?: string } = {},
+): Promise<Cluster> {
+  const started = Date.now();
   const log = opts.log ?? stderrLog;
   const namespace = opts.namespace ?? 'default';
   const timings: Record<string, number> = {};
@@ -615,7 +638,12 @@ export async function startCluster(opts: { log?: Log; ui?: boolean; namespace?: 
     const [grpc, http, matching, history, worker] = await freePorts(5);
     const [fm, mm, hm, wm] = await freePorts(4, { below: 32768 });
     const rest = [fm, matching, mm, history, hm, worker, wm];
-    server = new TemporalServer(binaries.server, pg, { grpc, http, rest }, path.join(pg.dir, 'temporal.log'));
+    server = new TemporalServer(
+      binaries.server,
+      pg,
+      { grpc, http, rest },
+      path.join(opts.logDir ?? pg.dir, 'temporal.log'),
+    );
     const s = server;
     process.once('exit', () => s.killNow());
     await server.start();
@@ -635,6 +663,7 @@ export async function startCluster(opts: { log?: Log; ui?: boolean; namespace?: 
       namespace,
       connection,
       timings,
+      startMs: Date.now() - started,
       stop: async () => {
         await connection.close().catch(() => undefined);
         await s.stop();
@@ -704,6 +733,10 @@ async function main(): Promise<void> {
     port: codecPort,
     host: '127.0.0.1',
     corsOrigins: [`http://127.0.0.1:${uiPort}`, `http://localhost:${uiPort}`],
+    // As in `npm run dev`: loopback only and a key made for this run, and the UI (started with
+    // TEMPORAL_CODEC_PASS_ACCESS_TOKEN=false) has no way to send a bearer token. Production sets one (docker-compose.yml).
+    insecureNoAuth: true,
+    passPlaintext: true,
   });
 
   const deploymentName = 'managed-smtp';
@@ -717,10 +750,14 @@ async function main(): Promise<void> {
     MANAGED_SMTP_WORKER_DEPLOYMENT: deploymentName,
     MANAGED_SMTP_WORKER_BUILD_ID: buildId,
   };
-  const workers = await Promise.all([spawnWorker(workerEnv, { label: 'A' }), spawnWorker(workerEnv, { label: 'B' })]);
+  const workersStarted = Date.now();
+  const workerLog = (label: string) => path.join(cluster.pg.dir, `worker-${label}.log`);
+  const workers = await Promise.all(
+    ['A', 'B'].map((label) => spawnWorker(workerEnv, { label, logFile: workerLog(label) })),
+  );
   children.push(...workers.map((w) => w.child));
   await setCurrentVersion(cluster.connection, cluster.namespace, deploymentName, buildId);
-  const workersMs = Date.now() - started - Object.values(cluster.timings).reduce((a, b) => a + b, 0);
+  const workersMs = Date.now() - workersStarted;
 
   let uiLine = 'Web UI               not built (see the messages above)';
   if (cluster.binaries.ui) {
@@ -736,7 +773,7 @@ async function main(): Promise<void> {
   }
   const secs = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
   process.stdout.write(`
-managed-smtp cluster is ready (${secs(Date.now() - started)}: build ${secs(cluster.timings.build)}, PostgreSQL ${secs(cluster.timings.postgres)}, schemas ${secs(cluster.timings.schema)}, server ${secs(cluster.timings.server)}, workers ${secs(workersMs)}).
+managed-smtp cluster is ready in ${secs(Date.now() - started)} (build ${secs(cluster.timings.build)}, PostgreSQL ${secs(cluster.timings.postgres)}, schemas ${secs(cluster.timings.schema)}, server and namespace ${secs(cluster.timings.server)}, search attributes ${secs(cluster.timings.searchAttributes)}, workers ${secs(workersMs)}).
 
   Temporal server      ${cluster.address}   (temporal-server ${TEMPORAL_SERVER_VERSION}, ${SERVER_CONFIG})
   PostgreSQL           127.0.0.1:${cluster.pg.port}   (default store + SQL visibility; data in ${cluster.pg.dir})
@@ -744,6 +781,7 @@ managed-smtp cluster is ready (${secs(Date.now() - started)}: build ${secs(clust
   ${uiLine}
   Codec server         ${codecServer.url}
   SparkPost emulator   ${stack.sparkpost.url}
+  Logs                 ${cluster.server.log}, ${workerLog('A')}, ${workerLog('B')}${cluster.binaries.ui ? `, ${path.join(cluster.pg.dir, 'ui.log')}` : ''}
 
 Give smtpctl the cluster's address and codec key:
 

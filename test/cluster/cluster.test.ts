@@ -8,11 +8,11 @@
  * and no workflow task anywhere failed (no non-determinism on replay across versions).
  */
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { after, afterEach, before, describe, test } from 'node:test';
 import { Client, Connection } from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
 import { ManagedSmtpClient, type RequestHandle } from '../../client';
@@ -67,7 +67,13 @@ describe(
     let client: Client;
     let msc: ManagedSmtpClient;
     let tmp: string;
+    let logDir: string;
+    /** Set when a test failed: the server and worker logs are kept for reading then. */
+    let failed = false;
     let bundlePath: string;
+    /** Milliseconds to start the cluster (PostgreSQL, schemas, server, namespace, search attributes), then the workers. */
+    let startMs = 0;
+    let workersMs = 0;
     const codecKeys = generateCodecKey('cluster-1');
     /** Workers still meant to be running. */
     let workers: WorkerProcess[] = [];
@@ -91,7 +97,7 @@ describe(
       MANAGED_SMTP_SHUTDOWN_GRACE: '20s',
     });
     const startWorker = async (buildId: string, label: string) => {
-      const w = await spawnWorker(workerEnv(buildId), { label });
+      const w = await spawnWorker(workerEnv(buildId), { label, logFile: path.join(logDir, `worker-${label}.log`) });
       workers.push(w);
       allWorkers.push(w);
       return w;
@@ -132,53 +138,101 @@ describe(
         return undefined;
       });
 
-    function smtpctl(...args: string[]) {
-      const r = spawnSync(process.execPath, [path.join(root, 'bin', 'smtpctl.js'), ...args], {
-        cwd: root,
-        encoding: 'utf8',
-        timeout: 180_000,
-        env: {
-          ...process.env,
-          TEMPORAL_ADDRESS: cluster.address,
-          TEMPORAL_NAMESPACE: cluster.namespace,
-          MANAGED_SMTP_TASK_QUEUE: TASK_QUEUE,
-          [CODEC_KEYS_ENV]: codecKeys,
-          MANAGED_SMTP_SOURCEGRAPH_URLS: 'http://127.0.0.1:*',
-        },
+    /**
+     * Runs smtpctl as an operator would, in its own process. Asynchronously: the emulators it provisions against live
+     * in this process, so a synchronous spawn would block their event loop and every activity would time out.
+     */
+    function smtpctl(...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+      return new Promise((resolve, reject) => {
+        execFile(
+          process.execPath,
+          [path.join(root, 'bin', 'smtpctl.js'), ...args],
+          {
+            cwd: root,
+            encoding: 'utf8',
+            timeout: 180_000,
+            maxBuffer: 16 * 1024 * 1024,
+            env: {
+              ...process.env,
+              TEMPORAL_ADDRESS: cluster.address,
+              TEMPORAL_NAMESPACE: cluster.namespace,
+              MANAGED_SMTP_TASK_QUEUE: TASK_QUEUE,
+              [CODEC_KEYS_ENV]: codecKeys,
+              MANAGED_SMTP_SOURCEGRAPH_URLS: 'http://127.0.0.1:*',
+            },
+          },
+          (err, stdout, stderr) => {
+            // A non-zero exit is an answer for the test to check; only a failure to run at all is an error.
+            const code = err ? (typeof err.code === 'number' ? err.code : null) : 0;
+            if (err && code === null && !err.killed) reject(err);
+            else {
+              try {
+                // Every --json document is checked against its published schema (a mismatch fails the test).
+                if (!err?.killed) assertCliOutput(args, code, stdout);
+              } catch (mismatch) {
+                reject(mismatch instanceof Error ? mismatch : new Error(String(mismatch)));
+                return;
+              }
+              resolve({
+                code,
+                stdout,
+                stderr: err?.killed ? `${stderr}\n(killed after 180 s: ${err.signal})` : stderr,
+              });
+            }
+          },
+        );
       });
-      assertCliOutput(args, r.status, r.stdout);
-      return { code: r.status, stdout: r.stdout, stderr: r.stderr };
     }
     const sparkpostState = () => stack.sparkpost.snapshot() as SparkPostState;
 
     before(async () => {
+      failed = true; // until the whole setup worked
       quietRuntime();
       tmp = mkdtempSync(path.join(os.tmpdir(), 'managed-smtp-cluster-test-'));
       // One bundle for every worker, as one image would ship: v1 and v2 differ only in build id.
       bundlePath = path.join(tmp, 'workflow-bundle.js');
       writeFileSync(bundlePath, (await workflowBundle()).code);
-      cluster = await startCluster({ ui: false, log: (l) => process.stderr.write(`[cluster] ${l}\n`) });
+      logDir = path.join(tmp, 'logs');
+      mkdirSync(logDir);
+      cluster = await startCluster({ ui: false, logDir, log: (l) => process.stderr.write(`[cluster] ${l}\n`) });
+      startMs = cluster.startMs;
       stack = await EmulatorStack.start();
+      const workersStarted = Date.now();
       await Promise.all([startWorker('v1', 'v1-a'), startWorker('v1', 'v1-b')]);
       await setCurrentVersion(cluster.connection, cluster.namespace, DEPLOYMENT, 'v1');
+      workersMs = Date.now() - workersStarted;
       client = new Client({
         connection: await Connection.connect({ address: cluster.address }),
         namespace: cluster.namespace,
         dataConverter: dataConverterFor(new AesGcmCodec(parseCodecKeys(codecKeys, 'test'))),
       });
       msc = new ManagedSmtpClient(client, TASK_QUEUE);
+      failed = false;
+    });
+
+    afterEach((t) => {
+      // TestContext.passed (Node 20.12+) is missing from this @types/node.
+      if ((t as { passed?: boolean }).passed === false) failed = true;
     });
 
     after(async () => {
       stack?.sparkpost.faults.reset();
       for (const w of allWorkers) w.child.kill('SIGKILL');
+      await Promise.all(allWorkers.map((w) => w.exited));
       await client?.connection.close().catch(() => undefined);
       await stack?.close();
       await cluster?.stop();
-      if (tmp) rmSync(tmp, { recursive: true, force: true });
+      if (!tmp) return;
+      if (failed) process.stderr.write(`cluster test: server and worker logs kept in ${logDir}\n`);
+      else rmSync(tmp, { recursive: true, force: true });
     });
 
-    test('the cluster runs temporal-server on PostgreSQL with SQL visibility and the search attributes', async () => {
+    test('the cluster runs temporal-server on PostgreSQL with SQL visibility and the search attributes', async (t) => {
+      const secs = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
+      const phases = Object.entries(cluster.timings).map(([k, v]) => `${k} ${secs(v)}`);
+      t.diagnostic(
+        `cluster started in ${secs(startMs)} (${phases.join(', ')}); two v1 workers polling in ${secs(workersMs)}`,
+      );
       const info = await cluster.connection.workflowService.getSystemInfo({});
       assert.match(info.serverVersion ?? '', /^1\.32\./);
       const sa = await cluster.connection.operatorService.listSearchAttributes({ namespace: cluster.namespace });
@@ -193,7 +247,7 @@ describe(
 
     test('operator lifecycle through smtpctl: enable --wait, status, disable --wait', async () => {
       const demo = addInstance('demo');
-      const enabled = smtpctl(
+      const enabled = await smtpctl(
         '--json',
         'enable',
         'demo',
@@ -205,21 +259,21 @@ describe(
       );
       assert.equal(enabled.code, 0, enabled.stderr);
       assert.equal(JSON.parse(enabled.stdout).state, 'active');
-      const status = smtpctl('status', 'demo');
+      const status = await smtpctl('status', 'demo');
       assert.equal(status.code, 0, status.stderr);
       assert.match(status.stdout, /^state\s+active$/m);
       const sub = sparkpostState().subaccounts.find((s) => s.name === 'demo');
       assert.equal(sub?.status, 'active');
       // Visibility is written asynchronously after the state change: poll the search-attribute query briefly.
-      const listed = await until('demo listed as active', 30_000, () => {
-        const r = smtpctl('--json', 'list', '--state', 'active');
+      const listed = await until('demo listed as active', 30_000, async () => {
+        const r = await smtpctl('--json', 'list', '--state', 'active');
         assert.equal(r.code, 0, r.stderr);
         const names = (JSON.parse(r.stdout) as Array<{ instance: string }>).map((x) => x.instance);
         return names.length ? names : undefined;
       });
       assert.deepEqual(listed, ['demo'], 'SQL visibility answers the search-attribute query');
 
-      const disabled = smtpctl('disable', 'demo', '--reason', 'cluster test', '--wait');
+      const disabled = await smtpctl('disable', 'demo', '--reason', 'cluster test', '--wait');
       assert.equal(disabled.code, 0, disabled.stderr);
       assert.match(disabled.stdout, /^state\s+disabled$/m);
       expected.set('demo', 'disabled');
