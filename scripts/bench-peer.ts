@@ -55,7 +55,13 @@ const activities = createActivities({
 /** A first enable, step by step as the entity workflow runs it (inspect, subaccount, key, site config, test). */
 async function enable(i: EmulatedInstance): Promise<PeerEnable> {
   const started = performance.now();
-  const site: SiteRef = { sourcegraphUrl: i.sourcegraphUrl, adminTokenSecret: i.adminTokenSecret };
+  // The same SiteRef the entity builds (workflows/instance/shared.ts siteOf): the project lets the activity check that
+  // the admin token is the instance's own.
+  const site: SiteRef = {
+    sourcegraphUrl: i.sourcegraphUrl,
+    adminTokenSecret: i.adminTokenSecret,
+    gcpProject: i.gcpProject,
+  };
   try {
     const inspection = await activities.inspectSiteConfig(site);
     const existing = await activities.findSubaccount({ instance: i.name });
@@ -74,6 +80,7 @@ async function enable(i: EmulatedInstance): Promise<PeerEnable> {
       ...site,
       instance: i.name,
       secretVersion: key.secretVersion,
+      guard: inspection.ownership === 'customer' ? 'any' : 'managed-or-none',
     });
     const lastTestEmail = await activities.sendTestEmail(site);
     return {

@@ -652,7 +652,8 @@ const freshInstances = (ctx: Ctx, n: number) => ctx.emulators.add(`bench${instan
 async function peerRun(ctx: Ctx, instances: EmulatedInstance[], concurrency: number): Promise<PeerRun> {
   const r = await ctx.peer.call<PeerRun>({ op: 'run', instances, concurrency });
   const failed = r.enables.filter((e) => e.error);
-  if (failed.length) console.log(`  (peer: ${failed.length} enables failed, e.g. ${failed[0].error})`);
+  // A peer that failed did less work: its rate would make any ratio meaningless, so the run stops here.
+  if (failed.length) throw new Error(`the plain script failed ${failed.length} enables, e.g. ${failed[0].error}`);
   return r;
 }
 
