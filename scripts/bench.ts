@@ -858,7 +858,7 @@ async function historiesOfRun(
   return out;
 }
 
-/** The SDK's heartbeat throttle for the chunk activity: min(0.8 × its 5 min heartbeat timeout, 60 s). */
+/** The SDK's heartbeat throttle for the chunk activity: min(0.8 × its 6 min heartbeat timeout, 60 s). */
 const CHUNK_HEARTBEAT_THROTTLE_MS = 60_000;
 
 /**

@@ -64,10 +64,11 @@ const asking = proxyActivities<Activities>({
   startToCloseTimeout: '3m',
   retry: { ...CHECK.retry, maximumAttempts: 3 },
 });
-// A chunk heartbeats after each instance; each update has its own deadline inside (ENTITY_CHECK_DEADLINE_MS).
+// A chunk heartbeats after each instance; each update has its own deadline inside (ENTITY_CHECK_DEADLINE_MS, tried
+// at most twice), so the heartbeat timeout outlasts two deadlines even at concurrency 1.
 const askingChunk = proxyActivities<Activities>({
   startToCloseTimeout: '60m',
-  heartbeatTimeout: '5m',
+  heartbeatTimeout: '6m',
   retry: { ...CHECK.retry, maximumAttempts: 3 },
 });
 
