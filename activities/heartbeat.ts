@@ -1,19 +1,15 @@
 /**
  * Heartbeats before every vendor call. With a heartbeat timeout on the activity options, an activity whose worker
  * was killed is retried after that timeout instead of the whole start-to-close timeout. The SDK throttles
- * heartbeats, so calling it often is cheap. Not for activities that keep progress in heartbeat details (GDPR
+ * heartbeats, so calling it often is cheap (but the first one of an attempt always reaches the server: a billed
+ * action; activities in SILENT_ACTIVITIES skip it). Not for activities that keep progress in heartbeat details (GDPR
  * filing): a bare heartbeat would replace their details.
  */
-import { Context } from '@temporalio/activity';
-import { lastDetails } from './progress';
+import { heartbeatUnlessSilent, lastDetails } from './progress';
 
 function beat(): void {
-  try {
-    // Repeats the details the activity recorded (recordProgress), if any, so a bare heartbeat does not wipe them.
-    Context.current().heartbeat(lastDetails());
-  } catch {
-    // Outside an activity (unit tests, scripts): nothing to report to.
-  }
+  // Repeats the details the activity recorded (recordProgress), if any, so a bare heartbeat does not wipe them.
+  heartbeatUnlessSilent(lastDetails());
 }
 
 /** A proxy of `client` whose methods heartbeat before they run. */

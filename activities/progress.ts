@@ -45,9 +45,26 @@ export function quickTransient(err: unknown): boolean {
   return !/timed out|deadline/i.test(err.message) && err.code !== 'DEADLINE_EXCEEDED';
 }
 
+/**
+ * Activities that never heartbeat: short reads bounded by their start-to-close timeout (policy CHECK has no heartbeat
+ * timeout). Every heartbeat that reaches the server is a billed action, the SDK sends an activity's first one at
+ * once, and the hourly fleet check runs `checkInstance` once per instance: its heartbeat cost as much as the update.
+ */
+export const SILENT_ACTIVITIES: ReadonlySet<string> = new Set(['checkInstance']);
+
+/** Heartbeats the running activity with `details`, unless it is silent or there is no activity. */
+export function heartbeatUnlessSilent(details: unknown): void {
+  try {
+    const ctx = Context.current();
+    if (!SILENT_ACTIVITIES.has(ctx.info.activityType)) ctx.heartbeat(details);
+  } catch {
+    // Outside an activity (unit tests, scripts): nothing to report to.
+  }
+}
+
 function beat(): void {
   try {
-    Context.current().heartbeat(lastDetails());
+    heartbeatUnlessSilent(lastDetails());
   } catch {
     // Outside an activity: nothing to report to.
   }

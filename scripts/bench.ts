@@ -33,6 +33,7 @@ import { specFor, type EmulatedInstance } from '../emulators/stack';
 import { workflowIdFor } from '../lib/instance';
 import { INSTANCE_KEY, STATE_KEY, STEP_KEY } from '../lib/search-attributes';
 import type { InstanceStatus } from '../lib/types';
+import { actionsOfUpdate, billableActions, eventType, scanPayloads } from '../test/helpers/actions';
 import { startTemporal } from '../test/helpers/temporal';
 import { startTimeSkipping } from '../test/helpers/time-skipping';
 import { loadWorkerConfig } from '../worker/config';
@@ -93,24 +94,10 @@ try {
 }
 
 /** Event types that Temporal Cloud bills as actions (retries are added from activity attempts). */
-const BILLABLE = new Set([
-  'EVENT_TYPE_WORKFLOW_EXECUTION_STARTED',
-  'EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED',
-  'EVENT_TYPE_ACTIVITY_TASK_SCHEDULED',
-  'EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES',
-  'EVENT_TYPE_TIMER_STARTED',
-  'EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED',
-  'EVENT_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED',
-  'EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED',
-  'EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW',
-  'EVENT_TYPE_MARKER_RECORDED',
-]);
-
 type HistoryEvent = temporal.api.history.v1.IHistoryEvent;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const MiB = (bytes: number) => `${(bytes / 2 ** 20).toFixed(0)} MiB`;
-const eventType = (e: HistoryEvent) => temporal.api.enums.v1.EventType[e.eventType ?? 0];
 const eventMs = (e: HistoryEvent) => Number(e.eventTime?.seconds ?? 0) * 1000 + (e.eventTime?.nanos ?? 0) / 1e6;
 
 async function pool<T>(items: T[], limit: number, work: (item: T, index: number) => Promise<void>): Promise<void> {
@@ -557,16 +544,6 @@ interface HistoryFigures {
   actions: number;
 }
 
-function billable(events: HistoryEvent[]): number {
-  let actions = 0;
-  for (const e of events) {
-    if (BILLABLE.has(eventType(e))) actions++;
-    const attempt = e.activityTaskStartedEventAttributes?.attempt ?? 1;
-    if (attempt > 1) actions += attempt - 1;
-  }
-  return actions;
-}
-
 /** The largest set of payloads one history event carries (what Temporal's payload size limits apply to). */
 interface PayloadRecord {
   bytes: number;
@@ -574,21 +551,6 @@ interface PayloadRecord {
   event: string;
 }
 let largestPayload: PayloadRecord = { bytes: 0, workflow: '-', event: '-' };
-
-function payloadBytes(p: temporal.api.common.v1.IPayload): number {
-  let n = p.data?.length ?? 0;
-  for (const [k, v] of Object.entries(p.metadata ?? {})) n += k.length + (v?.length ?? 0);
-  return n;
-}
-
-function scanPayloads(value: unknown, visit: (bytes: number) => void, depth = 0): void {
-  if (!value || typeof value !== 'object' || depth > 12 || value instanceof Uint8Array) return;
-  for (const [k, v] of Object.entries(value)) {
-    if (k === 'payloads' && Array.isArray(v)) {
-      visit((v as temporal.api.common.v1.IPayload[]).reduce((s, p) => s + payloadBytes(p), 0));
-    } else scanPayloads(v, visit, depth + 1);
-  }
-}
 
 function recordPayloads(workflow: string, events: HistoryEvent[]): void {
   for (const e of events) {
@@ -612,7 +574,7 @@ async function enableHistories(client: Client, instances: EmulatedInstance[]): P
     const h = await historyOf(client, workflowIdFor(i.name));
     recordPayloads('managedSmtpWorkflow', h);
     events += h.length;
-    actions += billable(h);
+    actions += billableActions(h);
   }
   return { events: events / sample.length, actions: actions / sample.length };
 }
@@ -854,7 +816,7 @@ async function idleEntityDay(ctx: Ctx): Promise<{ actions: number; events: numbe
       const after = await historyOf(ts!.client, workflowIdFor(i.name));
       recordPayloads('managedSmtpWorkflow (idle day)', after);
       const day = after.slice(before.length);
-      return { actions: billable(day), events: day.length };
+      return { actions: billableActions(day), events: day.length };
     });
   } catch (err) {
     return `not measured: ${err instanceof Error ? err.message.split('\n')[0] : String(err)}`;
@@ -897,6 +859,63 @@ async function historiesOfRun(
   return out;
 }
 
+/** The SDK's heartbeat throttle for the chunk activity: min(0.8 × its 6 min heartbeat timeout, 60 s). */
+const CHUNK_HEARTBEAT_THROTTLE_MS = 60_000;
+
+/**
+ * Heartbeats the fleet check's chunk activities sent (billed, never in a history), estimated from their run times:
+ * the SDK sends an attempt's first heartbeat at once, then at most one per throttle interval.
+ */
+function chunkHeartbeats(events: HistoryEvent[]): number {
+  const types = new Map<string, string>();
+  const startedAt = new Map<string, number>();
+  let beats = 0;
+  for (const e of events) {
+    const id = String(e.eventId ?? '');
+    const scheduled = e.activityTaskScheduledEventAttributes;
+    if (scheduled) types.set(id, scheduled.activityType?.name ?? '');
+    const started = e.activityTaskStartedEventAttributes;
+    if (started) startedAt.set(String(started.scheduledEventId ?? ''), eventMs(e));
+    const closed =
+      e.activityTaskCompletedEventAttributes ??
+      e.activityTaskFailedEventAttributes ??
+      e.activityTaskTimedOutEventAttributes;
+    const sid = String(closed?.scheduledEventId ?? '');
+    if (closed && types.get(sid) === 'checkPageViaEntities') {
+      beats += 1 + Math.floor((eventMs(e) - (startedAt.get(sid) ?? eventMs(e))) / CHUNK_HEARTBEAT_THROTTLE_MS);
+    }
+  }
+  return beats;
+}
+
+/**
+ * Actions one fleet check causes in an entity (the check update, its check activity and retries, anything else the
+ * entity did before answering), averaged over a sample of entity histories: the fleet check's update ids start with
+ * `fleet-`, the last one after `since` is this run's.
+ */
+async function entityActionsPerCheck(
+  client: Client,
+  since: number,
+): Promise<{ perCheck: number; sampled: number } | null> {
+  let total = 0;
+  let sampled = 0;
+  for await (const wf of client.workflow.list({ query: `WorkflowType = 'managedSmtpWorkflow'`, pageSize: 50 })) {
+    if (sampled >= 25) break;
+    const events = await historyOf(client, wf.workflowId, wf.runId);
+    const accepted = events.filter(
+      (e) =>
+        eventMs(e) >= since &&
+        e.workflowExecutionUpdateAcceptedEventAttributes?.acceptedRequest?.meta?.updateId?.startsWith('fleet-'),
+    );
+    const updateId = accepted.at(-1)?.workflowExecutionUpdateAcceptedEventAttributes?.acceptedRequest?.meta?.updateId;
+    const n = updateId ? actionsOfUpdate(events, updateId) : null;
+    if (n === null) continue;
+    total += n;
+    sampled++;
+  }
+  return sampled ? { perCheck: total / sampled, sampled } : null;
+}
+
 /** Default schedules: the bounce alert (its default interval) and the fleet check (the README's `--schedule 1h`). */
 const DEFAULT_ALERT_INPUT = { thresholdRate: 0.05, minAccepted: 100, windowHours: 24 };
 const DEFAULT_FLEET_INPUT: FleetCheckInput = { enforce: false, concurrency: 5, sparkpostBudget: 600 };
@@ -920,7 +939,7 @@ async function costSection(
   let alertActions = 0;
   for (const h of await historiesOfRun(client.temporal, alertId)) {
     recordPayloads(h.type, h.events);
-    alertActions += billable(h.events);
+    alertActions += billableActions(h.events);
   }
   const fleetRunsPerDay = 24 / args['fleet-interval-hours'];
   const idle = await idleEntityDay(ctx);
@@ -930,9 +949,10 @@ async function costSection(
   const alertPerDay = alertRunsPerDay * (1 + alertActions);
   const perInstance = entityDay + (fleetPerDay + alertPerDay) / fleet.instances;
   console.log(
-    `\n== Temporal actions per instance per idle day (N = ${fleet.instances}): ${perInstance.toFixed(1)}\n` +
+    `\n== Temporal actions per instance per idle day (N = ${fleet.instances}): ${perInstance.toFixed(1)} ` +
+      `(target ≤ 60: ${perInstance <= 60 ? 'met' : 'NOT met'})\n` +
       `   entity workflow, idle for one day on the time-skipping test server: ${typeof idle === 'string' ? idle : `${idle.actions} actions (${idle.events} events)`}\n` +
-      `   fleet check every ${args['fleet-interval-hours']} h: ${fleetRunsPerDay} runs × (1 trigger + ${fleet.fleetActions} actions in its histories) / ${fleet.instances} instances = ${(fleetPerDay / fleet.instances).toFixed(1)}\n` +
+      `   fleet check every ${args['fleet-interval-hours']} h: ${fleetRunsPerDay} runs × (1 trigger + ${fleet.fleetActions} actions: its histories, chunk heartbeats, the updates and checks it caused in entities) / ${fleet.instances} instances = ${(fleetPerDay / fleet.instances).toFixed(1)}\n` +
       `   bounce alert every ${everyMs / 60_000} min (its default schedule): ${alertRunsPerDay} runs × (1 trigger + ${alertActions} actions) / ${fleet.instances} instances = ${(alertPerDay / fleet.instances).toFixed(2)}`,
   );
   console.log(
@@ -984,11 +1004,18 @@ async function fleetCheckAndCost(ctx: Ctx, taskQueue: string, instances: number,
   const { report, wallMs, workflowId } = run;
   const peak = worker.peak();
   const c1 = await ctx.emulators.counters();
-  let fleetActions = 0;
+  // The fleet check's own histories (start, listing, chunk activities, patch marker), the heartbeats of its chunk
+  // activities, and what it caused in each entity it checked: all billed to this run.
+  let ownActions = 0;
+  let heartbeats = 0;
   for (const h of await historiesOfRun(client.temporal, workflowId)) {
     recordPayloads(h.type, h.events);
-    fleetActions += billable(h.events);
+    ownActions += billableActions(h.events);
+    heartbeats += chunkHeartbeats(h.events);
   }
+  const entity = await entityActionsPerCheck(client.temporal, Date.now() - wallMs - 1000);
+  const entityActions = Math.round(report.checked * (entity?.perCheck ?? 0));
+  const fleetActions = ownActions + heartbeats + entityActions;
   const sparkpost = c1.sparkpost - c0.sparkpost;
   console.log(
     `\n== fleet check over ${instances} instances (concurrency ${input.concurrency}, budget ${input.sparkpostBudget}): ` +
@@ -997,6 +1024,13 @@ async function fleetCheckAndCost(ctx: Ctx, taskQueue: string, instances: number,
       `${report.checked} checked, ${report.healthy} healthy, ${report.drifted.length} drifted, ${report.deferred} deferred, ` +
       `${report.errors.length} errors; ${fleetActions} actions`,
   );
+  const perEntity = entity
+    ? `${entity.perCheck.toFixed(2)} in each entity (update + check activity attempts, from ${entity.sampled} entity histories)`
+    : '? (no sampled entity history holds this run)';
+  console.log(
+    `   actions of this run: ${ownActions} in the fleet check's histories + ${heartbeats} chunk heartbeats (estimated) + ` +
+      `${report.checked} checked × ${perEntity} = ${fleetActions}, ${(fleetActions / Math.max(1, instances)).toFixed(2)} per instance`,
+  );
   ctx.results.fleetCheck = {
     instances,
     wallMs,
@@ -1004,6 +1038,7 @@ async function fleetCheckAndCost(ctx: Ctx, taskQueue: string, instances: number,
     workerPeakRssMiB: peak.rss / 2 ** 20,
     workerPeakHeapUsedMiB: peak.heapUsed / 2 ** 20,
     actions: fleetActions,
+    actionsBreakdown: { ownActions, heartbeats, entityActions, entityActionsPerCheck: entity?.perCheck ?? null },
     report: { ...report, drifted: report.drifted.length, errors: report.errors.length },
   };
   if (!args['skip-cost']) await costSection(ctx, { instances, client, fleetActions });

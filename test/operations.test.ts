@@ -1,13 +1,20 @@
 /**
  * Day two: `check` finds each kind of drift and `--enforce` repairs it; key rotation succeeds, and when interrupted
- * at each step leaves the old key working; `list --stuck` shows an instance that keeps retrying.
+ * at each step leaves the old key working; `list --stuck` shows an instance that keeps retrying; a fleet check over
+ * 500 instances (more than 2 MiB of the old all-statuses listing) lists them all with every payload small.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { VendorError } from '../lib/errors';
-import { sendKeySecretName } from '../lib/instance';
 import { readEmailSettings } from '../lib/site-config';
 import type { EmulatedInstance } from '../emulators/stack';
+import { ENTITY_QUERY } from '../activities/fleet';
+import { sendKeySecretName, workflowIdFor } from '../lib/instance';
+import { INSTANCE_KEY, STATE_KEY, STEP_KEY } from '../lib/search-attributes';
+import type { InstanceStatus } from '../lib/types';
+import { managedSmtpWorkflow } from '../workflows';
+import { fleetCheckWorkflow, MAX_REPORTED_PROBLEMS, SPARKPOST_REQUESTS_PER_CHECK } from '../workflows/fleet';
+import { actionsOfUpdate, billableActions, largestPayload } from './helpers/actions';
 import { FaultSwitch, failing } from './helpers/faulty';
 import { World, type Lane, specFor } from './helpers/world';
 
@@ -302,5 +309,115 @@ describe('check, enforce, rotate, stuck', { timeout: 300_000 }, () => {
     );
     assert.equal(s.state, 'active', 'it recovers by itself once the vendor does');
     assert.equal(s.retrying, null, 'the stuck report is cleared when the step moves on');
+  });
+});
+
+describe('fleet check over more instances than 2 MiB of statuses held', { timeout: 600_000 }, () => {
+  // At about 4.3 KB a status, the old fleet check's one listing of every status passed 2 MiB near 480 instances.
+  const FLEET = 500;
+  let world: World;
+  let lane: Lane;
+
+  before(async () => ({ world, lane } = await World.startWithLane()));
+  after(() => world?.close());
+
+  /** An active entity started directly in its carried state, with no vendor state: every check finds drift. */
+  function seededStart(i: EmulatedInstance) {
+    const status: InstanceStatus = {
+      instance: i.name,
+      state: 'active',
+      step: null,
+      subaccountId: null,
+      keyId: null,
+      secretVersion: null,
+      sender: null,
+      lastTestEmail: null,
+      error: null,
+      warnings: [],
+      spec: specFor(i),
+      previousSettings: null,
+      updatedAt: new Date().toISOString(),
+      requests: [],
+      sendingDomain: null,
+      ipPool: null,
+    };
+    return { instance: i.name, carried: { status, queue: [] } };
+  }
+
+  test(`a fleet check over ${FLEET} drifted instances lists them all, no payload over 256 KiB`, async () => {
+    const instances = Array.from({ length: FLEET }, (_, k) => world.stack.addInstance(`many-${k}`));
+    const client = world.env.client;
+    for (let k = 0; k < instances.length; k += 50) {
+      await Promise.all(
+        instances.slice(k, k + 50).map((i) =>
+          client.workflow.start(managedSmtpWorkflow, {
+            workflowId: workflowIdFor(i.name),
+            taskQueue: lane.taskQueue,
+            args: [seededStart(i)],
+            typedSearchAttributes: [
+              { key: INSTANCE_KEY, value: i.name },
+              { key: STATE_KEY, value: 'active' },
+              { key: STEP_KEY, value: 'none' },
+            ],
+          }),
+        ),
+      );
+    }
+    for (let n = 0; n < 600; n++) {
+      if ((await client.workflow.count(ENTITY_QUERY)).count >= FLEET) break;
+      await new Promise((res) => setTimeout(res, 100));
+    }
+
+    const workflowId = `managed-smtp-fleet-check/test-${FLEET}`;
+    const started = Date.now();
+    const report = await client.workflow.execute(fleetCheckWorkflow, {
+      workflowId,
+      taskQueue: lane.taskQueue,
+      args: [{ enforce: false, concurrency: 20, sparkpostBudget: FLEET * SPARKPOST_REQUESTS_PER_CHECK }],
+      workflowExecutionTimeout: '10m',
+    });
+    const wallMs = Date.now() - started;
+    assert.equal(report.instances, FLEET, 'every instance listed');
+    assert.equal(report.checked, FLEET, `checked all (errors: ${JSON.stringify(report.errors.slice(0, 3))})`);
+    assert.equal(report.driftedCount, FLEET, 'each one drifted (no vendor state)');
+    assert.equal(report.drifted.length, MAX_REPORTED_PROBLEMS, 'the report lists a bounded number');
+    assert.ok(
+      report.drifted.every((d) => d.problems.length > 0),
+      'listed ones carry their problems',
+    );
+    assert.equal(report.deferred + report.skipped + report.errorCount, 0);
+
+    // Every run of the fleet check (continue-as-new included): no payload near the 256 KiB limit.
+    let own = 0;
+    let largest = { bytes: 0, event: '-' };
+    for await (const run of client.workflow.list({ query: `WorkflowId = '${workflowId}'` })) {
+      const events = (await client.workflow.getHandle(workflowId, run.runId).fetchHistory()).events ?? [];
+      own += billableActions(events);
+      const l = largestPayload(events);
+      if (l.bytes > largest.bytes) largest = l;
+    }
+    assert.ok(largest.bytes < 256 * 1024, `largest payload ${largest.bytes} bytes (${largest.event})`);
+
+    // What the run caused in the entities: each history holds exactly this run's check update.
+    let inEntities = 0;
+    const sample = instances.slice(0, 20);
+    for (const i of sample) {
+      const events = (await client.workflow.getHandle(workflowIdFor(i.name)).fetchHistory()).events ?? [];
+      const accepted = events.find((e) => e.workflowExecutionUpdateAcceptedEventAttributes);
+      const updateId = accepted?.workflowExecutionUpdateAcceptedEventAttributes?.acceptedRequest?.meta?.updateId ?? '';
+      const n = actionsOfUpdate(events, updateId);
+      assert.ok(n !== null && updateId.startsWith('fleet-'), `${i.name}: the fleet check's update is in its history`);
+      inEntities += n;
+    }
+    const perEntity = inEntities / sample.length;
+    const perInstance = own / FLEET + perEntity;
+    console.log(
+      `fleet check over ${FLEET}: ${(wallMs / 1000).toFixed(1)} s; largest payload ${(largest.bytes / 1024).toFixed(1)} KiB ` +
+        `(${largest.event}); actions ${own} in its histories (${(own / FLEET).toFixed(3)} per instance) + ` +
+        `${perEntity.toFixed(2)} per checked entity = ${perInstance.toFixed(2)} per instance per run (plus a few chunk heartbeats)`,
+    );
+    // One update and one check activity per instance; the fleet check's own share is a few hundredths.
+    assert.equal(perEntity, 2, 'an entity check costs its update and its check activity');
+    assert.ok(own / FLEET < 0.1, `the fleet check's own actions per instance: ${own / FLEET}`);
   });
 });

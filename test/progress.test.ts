@@ -86,6 +86,15 @@ describe('heartbeat details and the young backoff ceiling', () => {
     assert.deepEqual(beats.at(-1), { mintedKeyId: 'k1' });
   });
 
+  test('the hourly check activity never heartbeats (each heartbeat is a billed action)', async () => {
+    const env = new MockActivityEnvironment({ activityType: 'checkInstance' });
+    const beats: unknown[] = [];
+    env.on('heartbeat', (d: unknown) => beats.push(d));
+    const client = heartbeating({ call: async () => 'done' });
+    await env.run(() => client.call());
+    assert.deepEqual(beats, []);
+  });
+
   const delayIn = (info: { activityType: string; attempt: number; ageMs: number }, err: VendorError) =>
     new MockActivityEnvironment({
       activityType: info.activityType,

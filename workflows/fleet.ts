@@ -1,11 +1,12 @@
 /**
  * The fleet-wide invariant check, run by the `managed-smtp-fleet-check` Temporal Schedule (or once from smtpctl).
  * It pages through visibility (no payload larger than a page, whatever the fleet's size) and asks each idle active or
- * disabled instance's own entity to check itself, with bounded concurrency and within a SparkPost request budget.
+ * disabled instance's own entity to check itself, with bounded concurrency and within a SparkPost request budget:
+ * one activity per chunk of a page sends the check updates (one activity per instance cost an action each).
  * With `enforce` the entity repairs what drifted, conditional on nothing having happened since its check looked:
  * the fleet check never acts on a listing. The report is a summary plus the problems (bounded).
  */
-import { continueAsNew, proxyActivities, uuid4, workflowInfo } from '@temporalio/workflow';
+import { continueAsNew, patched, proxyActivities, uuid4, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { Finding } from '../lib/types';
 import { CHECK } from './policies';
@@ -16,6 +17,13 @@ export const SPARKPOST_REQUESTS_PER_CHECK = 3;
 export const FLEET_PAGE_SIZE = 200;
 /** Problems the report lists one by one; beyond this only the counts grow. */
 export const MAX_REPORTED_PROBLEMS = 100;
+/**
+ * Instances one `checkPageViaEntities` activity asks (half a page): each activity is a billed action, so one per
+ * instance cost as much as the check itself; a chunk keeps a retry's scope and its result small.
+ */
+export const FLEET_CHUNK_SIZE = 100;
+/** Runs that started before chunked checks keep asking one instance per activity (their histories say so). */
+const CHUNKED_PATCH = 'fleet-check-chunked';
 
 /** Options of a fleet check. */
 export interface FleetCheckInput {
@@ -56,6 +64,13 @@ const asking = proxyActivities<Activities>({
   startToCloseTimeout: '3m',
   retry: { ...CHECK.retry, maximumAttempts: 3 },
 });
+// A chunk heartbeats after each instance; each update has its own deadline inside (ENTITY_CHECK_DEADLINE_MS, tried
+// at most twice), so the heartbeat timeout outlasts two deadlines even at concurrency 1.
+const askingChunk = proxyActivities<Activities>({
+  startToCloseTimeout: '60m',
+  heartbeatTimeout: '6m',
+  retry: { ...CHECK.retry, maximumAttempts: 3 },
+});
 
 function emptyReport(): FleetCheckReport {
   return {
@@ -80,6 +95,21 @@ export async function fleetCheckWorkflow(input: FleetCheckInput): Promise<FleetC
   let pageToken: string | null = input.resume?.pageToken ?? null;
   const runId = uuid4().slice(0, 8);
 
+  function healthy(): void {
+    report.checked++;
+    report.healthy++;
+  }
+  function drifted(instance: string, problems: Finding[], repairRequested: boolean): void {
+    report.checked++;
+    report.driftedCount++;
+    if (report.drifted.length < MAX_REPORTED_PROBLEMS) report.drifted.push({ instance, problems, repairRequested });
+  }
+  function failed(instance: string, error: string): void {
+    report.errorCount++;
+    if (report.errors.length < MAX_REPORTED_PROBLEMS) report.errors.push({ instance, error: error.slice(0, 300) });
+  }
+
+  /** Before CHUNKED_PATCH: one activity per instance. */
   async function checkOne(instance: string): Promise<void> {
     try {
       const r = await asking.checkViaEntity({
@@ -87,25 +117,36 @@ export async function fleetCheckWorkflow(input: FleetCheckInput): Promise<FleetC
         enforce: input.enforce,
         requestId: `fleet-${runId}-${instance}`,
       });
-      if (r.outcome !== 'checked') {
-        report.skipped++;
-        return;
-      }
-      report.checked++;
-      const problems = r.result.findings.filter((f) => !f.ok);
-      if (problems.length === 0) {
-        report.healthy++;
-        return;
-      }
-      report.driftedCount++;
-      if (report.drifted.length < MAX_REPORTED_PROBLEMS) {
-        report.drifted.push({ instance, problems, repairRequested: r.result.repairRequestId !== null });
+      if (r.outcome !== 'checked') report.skipped++;
+      else {
+        const problems = r.result.findings.filter((f) => !f.ok);
+        if (problems.length) drifted(instance, problems, r.result.repairRequestId !== null);
+        else healthy();
       }
     } catch (err) {
-      report.errorCount++;
-      if (report.errors.length < MAX_REPORTED_PROBLEMS) {
-        report.errors.push({ instance, error: (err instanceof Error ? err.message : String(err)).slice(0, 300) });
+      failed(instance, err instanceof Error ? err.message : String(err));
+    }
+  }
+
+  async function checkChunk(instances: string[]): Promise<void> {
+    try {
+      const outcomes = await askingChunk.checkPageViaEntities({
+        instances,
+        enforce: input.enforce,
+        runId,
+        concurrency,
+        details: MAX_REPORTED_PROBLEMS - report.drifted.length,
+      });
+      for (const o of outcomes) {
+        if (o.outcome === 'busy') report.skipped++;
+        else if (o.outcome === 'healthy') healthy();
+        else if (o.outcome === 'drifted') drifted(o.instance, o.problems ?? [], o.repairRequested);
+        else failed(o.instance, o.error);
       }
+    } catch (err) {
+      // The chunk's activity itself gave up (its retries spent): each of its instances is an error of this run.
+      const why = err instanceof Error ? err.message : String(err);
+      for (const instance of instances) failed(instance, why);
     }
   }
 
@@ -118,8 +159,14 @@ export async function fleetCheckWorkflow(input: FleetCheckInput): Promise<FleetC
     const batch = idle.slice(0, affordable);
     report.deferred += idle.length - batch.length;
     budget -= batch.length * SPARKPOST_REQUESTS_PER_CHECK;
-    for (let i = 0; i < batch.length; i += concurrency) {
-      await Promise.all(batch.slice(i, i + concurrency).map((x) => checkOne(x.instance)));
+    if (patched(CHUNKED_PATCH)) {
+      for (let i = 0; i < batch.length; i += FLEET_CHUNK_SIZE) {
+        await checkChunk(batch.slice(i, i + FLEET_CHUNK_SIZE).map((x) => x.instance));
+      }
+    } else {
+      for (let i = 0; i < batch.length; i += concurrency) {
+        await Promise.all(batch.slice(i, i + concurrency).map((x) => checkOne(x.instance)));
+      }
     }
     pageToken = page.nextPageToken;
     if (!pageToken) break;

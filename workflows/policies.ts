@@ -47,11 +47,12 @@ export const DAY_TWO: ActivityOptions = {
 
 /**
  * The invariant check: read-only, periodic and bounded, so a check against an unreachable instance returns quickly
- * ("could not run") and the next scheduled check tries again; one retry covers a blip.
+ * ("could not run") and the next scheduled check tries again; one retry covers a blip. No heartbeat timeout: the
+ * activity does not heartbeat (activities/progress.ts SILENT_ACTIVITIES), a heartbeat being a billed action on every
+ * hourly check; a killed worker's check is retried after the 30 s start-to-close instead.
  */
 export const CHECK: ActivityOptions = {
   startToCloseTimeout: '30s',
-  heartbeatTimeout: '20s',
   scheduleToCloseTimeout: '70s',
   retry: { initialInterval: '500ms', backoffCoefficient: 2, maximumInterval: '5s', maximumAttempts: 2 },
 };
