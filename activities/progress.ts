@@ -52,11 +52,27 @@ export function quickTransient(err: unknown): boolean {
  */
 export const SILENT_ACTIVITIES: ReadonlySet<string> = new Set(['checkInstance']);
 
-/** Heartbeats the running activity with `details`, unless it is silent or there is no activity. */
+/** Longest a liveness heartbeat waits after an attempt starts (never more than a third of its heartbeat timeout). */
+export const LIVENESS_GRACE_MS = 5_000;
+// When each running attempt was first seen here: liveness heartbeats start only once it has run a while.
+const firstSeen = new WeakMap<object, number>();
+
+/**
+ * Heartbeats the running activity with `details` (liveness: "still here"), unless it is silent, there is no activity,
+ * or the attempt is still young. Most attempts finish in well under a second, and the SDK sends an attempt's first
+ * heartbeat at once: a server write and a billed action each, which cost about as much as the activity itself. The
+ * server's heartbeat timeout runs from the attempt's start either way, so a worker killed early is still noticed
+ * within that timeout. Progress (recordProgress) always goes out: the next attempt needs it.
+ */
 export function heartbeatUnlessSilent(details: unknown): void {
   try {
     const ctx = Context.current();
-    if (!SILENT_ACTIVITIES.has(ctx.info.activityType)) ctx.heartbeat(details);
+    if (SILENT_ACTIVITIES.has(ctx.info.activityType)) return;
+    const now = Date.now();
+    const since = firstSeen.get(ctx) ?? now;
+    if (!firstSeen.has(ctx)) firstSeen.set(ctx, now);
+    const grace = Math.min(LIVENESS_GRACE_MS, (ctx.info.heartbeatTimeoutMs ?? 3 * LIVENESS_GRACE_MS) / 3);
+    if (now - since >= grace) ctx.heartbeat(details);
   } catch {
     // Outside an activity (unit tests, scripts): nothing to report to.
   }

@@ -9,9 +9,8 @@ import { createActivities, type SiteRef } from '../activities';
 import type { EmulatedInstance } from '../emulators/stack';
 import type { EmailSettings } from '../lib/site-config';
 import type { TestEmailRecord } from '../lib/types';
-import { SecretStore } from '../vendors/secret-manager';
-import { SourcegraphClient } from '../vendors/sourcegraph';
-import { SparkPostClient } from '../vendors/sparkpost';
+import { loadWorkerConfig } from '../worker/config';
+import { vendorDeps } from '../worker/vendors';
 
 /** What one plain enable did: its time and the facts the entity would have recorded. */
 export interface PeerEnable {
@@ -34,23 +33,9 @@ export interface PeerRun {
   peakRssBytes: number;
 }
 
-function env(name: string): string {
-  const v = process.env[name];
-  if (!v) throw new Error(`bench-peer: ${name} is not set`);
-  return v;
-}
-
-const activities = createActivities({
-  sparkpost: new SparkPostClient({ baseUrl: env('SPARKPOST_API_URL'), apiKey: env('SPARKPOST_API_KEY') }),
-  secrets: new SecretStore({ emulatorHost: env('SECRET_MANAGER_EMULATOR_HOST') }),
-  sourcegraph: (opts) => new SourcegraphClient(opts),
-  settings: {
-    relayHost: env('SMTP_RELAY_HOST'),
-    relayPort: Number(env('SMTP_RELAY_PORT')),
-    senderDomain: env('MANAGED_SMTP_SENDER_DOMAIN'),
-    testRecipient: env('MANAGED_SMTP_TEST_RECIPIENT'),
-  },
-});
+// The worker's own configuration path and vendor clients (allow-list, egress guard and all), so the two sides differ
+// only in Temporal.
+const activities = createActivities(vendorDeps(loadWorkerConfig(process.env)));
 
 /** A first enable, step by step as the entity workflow runs it (inspect, subaccount, key, site config, test). */
 async function enable(i: EmulatedInstance): Promise<PeerEnable> {

@@ -338,6 +338,13 @@ async function startWorkerProcess(
     await sleep(20);
   }
   const startupMs = performance.now() - started;
+  // A worker that dies mid-run (out of memory, a crash) would leave the run waiting on enables nobody works on.
+  let stopping = false;
+  child.on('exit', (code, signal) => {
+    if (stopping) return;
+    console.error(`\n${label} exited during the run (code ${code}, signal ${signal}):\n${output.slice(-3000)}`);
+    process.exit(1);
+  });
   let pids = processTree(child.pid!);
   await sleep(3000); // settle: what an idle, polling worker holds
   pids = processTree(child.pid!);
@@ -380,6 +387,7 @@ async function startWorkerProcess(
     },
     cpuSeconds: () => treeCpuSeconds(pids),
     stop: async () => {
+      stopping = true;
       clearInterval(sampler);
       child.kill('SIGTERM');
       for (let i = 0; i < 150 && child.exitCode === null; i++) await sleep(100);
@@ -740,13 +748,16 @@ async function sizesSection(ctx: Ctx): Promise<void> {
   for (const n of args.sizes) {
     const taskQueue = MANAGED_QUEUE;
     const instances = await freshInstances(ctx, n);
+    if (process.env.BENCH_DEBUG) console.log(`  (sizes: ${n} instances added, starting a worker)`);
     const worker = await startManagedWorker(ctx.emulators, ctx.env.address, taskQueue);
+    if (process.env.BENCH_DEBUG) console.log(`  (sizes: worker polling)`);
     try {
       if (args['sparkpost-limit'] > 0) {
         await ctx.emulators.call({ op: 'sparkpost-limit', maxPerSecond: args['sparkpost-limit'] });
       }
       // Warm-up, as in the comparison: the first enables of a fresh worker pay one-off costs.
       await managedClosedLoop(new ManagedSmtpClient(ctx.env.client, taskQueue), await freshInstances(ctx, 3), 3);
+      if (process.env.BENCH_DEBUG) console.log(`  (sizes: warmed up)`);
       const c0 = await ctx.emulators.counters();
       worker.resetPeaks();
       const cpu0 = worker.cpuSeconds();

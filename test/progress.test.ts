@@ -75,15 +75,30 @@ describe('retryingReads', () => {
 
 describe('heartbeat details and the young backoff ceiling', () => {
   test('bare heartbeats before vendor calls repeat the recorded details instead of wiping them', async () => {
-    const env = new MockActivityEnvironment();
+    // A 30 ms heartbeat timeout makes the liveness grace 10 ms: the second call comes after it.
+    const env = new MockActivityEnvironment({ heartbeatTimeoutMs: 30 });
     const beats: unknown[] = [];
     env.on('heartbeat', (d: unknown) => beats.push(d));
     const client = heartbeating({ call: async () => 'done' });
     await env.run(async () => {
       recordProgress({ mintedKeyId: 'k1' });
       await client.call();
+      await new Promise((r) => setTimeout(r, 25));
+      await client.call();
     });
+    assert.equal(beats.length, 2, 'the recorded progress, then one liveness heartbeat past the grace');
     assert.deepEqual(beats.at(-1), { mintedKeyId: 'k1' });
+  });
+
+  test('a short attempt sends no liveness heartbeat (each one is a server write and a billed action)', async () => {
+    const env = new MockActivityEnvironment({ activityType: 'ensureSubaccount', heartbeatTimeoutMs: 20_000 });
+    const beats: unknown[] = [];
+    env.on('heartbeat', (d: unknown) => beats.push(d));
+    const client = heartbeating({ call: async () => 'done' });
+    await env.run(async () => {
+      for (let i = 0; i < 5; i++) await client.call();
+    });
+    assert.deepEqual(beats, []);
   });
 
   test('the hourly check activity never heartbeats (each heartbeat is a billed action)', async () => {

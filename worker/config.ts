@@ -79,7 +79,7 @@ const schema = z.object({
     z.coerce.number({ error: 'must be a number of activities per second' }).positive().max(10_000).optional(),
   ),
   MANAGED_SMTP_MAX_CACHED_WORKFLOWS: optional(
-    z.coerce.number({ error: 'must be a number of workflows' }).int().min(0).max(100_000).default(300),
+    z.coerce.number({ error: 'must be a number of workflows' }).int().min(0).max(100_000).default(100),
   ),
   MANAGED_SMTP_TEST_RECIPIENT: optional(
     z.email({ error: 'must be an email address' }).default('cloud-team+test_emails@sourcegraph.com'),

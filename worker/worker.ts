@@ -5,29 +5,11 @@ import { Client } from '@temporalio/client';
 import type { DataConverter } from '@temporalio/common';
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import { createActivities, type ActivityDeps } from '../activities';
-import type { WorkerConfig } from './config';
-import { SecretStore } from '../vendors/secret-manager';
-import { SourcegraphClient } from '../vendors/sourcegraph';
-import { SparkPostClient } from '../vendors/sparkpost';
 
 /** Path of the workflow module the worker bundles. */
 export const WORKFLOWS_PATH = require.resolve('../workflows');
 
-/** Real vendor clients from the validated environment. */
-export function vendorDeps(config: WorkerConfig): ActivityDeps {
-  return {
-    sparkpost: new SparkPostClient({ baseUrl: config.sparkpostApiUrl, apiKey: config.sparkpostApiKey }),
-    secrets: new SecretStore({ emulatorHost: config.secretManagerEmulatorHost }),
-    sourcegraph: (opts) => new SourcegraphClient(opts),
-    sourcegraphUrls: config.sourcegraphUrls,
-    settings: {
-      relayHost: config.relayHost,
-      relayPort: config.relayPort,
-      senderDomain: config.senderDomain,
-      testRecipient: config.testRecipient,
-    },
-  };
-}
+export { vendorDeps } from './vendors';
 
 /** Options for createManagedSmtpWorker. */
 export interface ManagedSmtpWorkerOptions {
