@@ -12,7 +12,7 @@ import { instanceFromWorkflowId, workflowIdFor } from '../lib/instance';
 import { BOUNCE_ALERT_KEY, PROTECTION_KEY } from '../lib/search-attributes';
 import type { SecretStore } from '../vendors/secret-manager';
 import type { SparkPostClient, Subaccount } from '../vendors/sparkpost';
-import { bounceRateOf } from '../contract/deliverability';
+import { bounceRateOf, MAX_NOTABLE_ROWS } from '../contract/deliverability';
 import type {
   AlertWebhookInput,
   DeliverabilityActivities,
@@ -222,7 +222,21 @@ export function createDeliverabilityActivities(deps: DeliverabilityDeps) {
           usedFraction: accepted / PLAN_INCLUDED_ACCEPTED,
         };
       }
-      return { rows, totals: sum(rows), plan };
+      if (!input.notable) return { rows, totals: sum(rows), plan };
+      const { minAccepted, thresholdRate, include } = input.notable;
+      const named = new Set(include);
+      const first = (r: FleetRow) =>
+        named.has(r.instance) || (r.accepted >= minAccepted && r.bounceRate >= thresholdRate);
+      const noisy = (r: FleetRow) => r.hardBounces > 0 || (r.complaints ?? 0) > 0;
+      const ranked = [
+        ...rows.filter(first),
+        ...rows
+          .filter((r) => !first(r) && noisy(r))
+          .sort((a, b) => b.hardBounces + (b.complaints ?? 0) - (a.hardBounces + (a.complaints ?? 0))),
+      ];
+      const kept = ranked.slice(0, MAX_NOTABLE_ROWS);
+      kept.sort((a, b) => (a.instance < b.instance ? -1 : a.instance > b.instance ? 1 : 0));
+      return { rows: kept, totals: sum(rows), plan, listed: rows.length, omitted: ranked.length - kept.length };
     },
 
     async flaggedInstances(input: { confirm?: string[] } = {}): Promise<string[]> {

@@ -45,7 +45,16 @@ export interface FleetDeliverabilityInput {
   plan?: boolean;
   /** Also read spam complaints (rows get `complaints`), for reputation protection. Default false. */
   complaints?: boolean;
+  /**
+   * Return only the rows a bounce alert run acts on (issue 12: the result must not grow with the fleet): instances
+   * crossing the threshold, those with hard bounces or complaints, and those named in `include` (flagged or on a
+   * protection rung), at most MAX_NOTABLE_ROWS, crossing and included ones first. `listed` still counts them all.
+   */
+  notable?: { minAccepted: number; thresholdRate: number; include: string[] };
 }
+
+/** Most rows a `notable` fleet read returns (about 150 bytes each: well under Temporal's payload limits). */
+export const MAX_NOTABLE_ROWS = 1000;
 
 /** One instance in the fleet figures: a non-terminated subaccount, named like the instance. */
 export interface FleetRow extends DeliverabilityFigures {
@@ -69,8 +78,12 @@ export interface PlanUsage {
 
 /** The fleet's figures from one by-subaccount metrics call. */
 export interface FleetDeliverability {
-  /** One row per instance, sorted by name; instances without traffic have zeros. */
+  /** One row per instance, sorted by name; instances without traffic have zeros. With `notable`, only those. */
   rows: FleetRow[];
+  /** Instances measured (with `notable`, also those whose rows were left out). */
+  listed?: number;
+  /** With `notable`: notable rows beyond MAX_NOTABLE_ROWS, left out. */
+  omitted?: number;
   /** Sum of the rows. */
   totals: DeliverabilityFigures;
   /** Null when not asked for. */
@@ -143,4 +156,56 @@ export interface BounceAlertSummary {
   skipped: SkippedInstance[];
   /** Webhook failures (a raise whose webhook failed is withdrawn, so the next run announces it again). */
   errors: string[];
+}
+
+function percent(rate: number): string {
+  return `${(rate * 100).toFixed(1)}%`;
+}
+
+function hours(h: number): string {
+  return `${h} h`;
+}
+
+/** Figures of an instance without traffic in the window. */
+export const ZERO_FIGURES: DeliverabilityFigures = {
+  accepted: 0,
+  delivered: 0,
+  bounces: 0,
+  hardBounces: 0,
+  targeted: 0,
+  bounceRate: 0,
+};
+
+/** The raise message. Names only the instance and counts: never a recipient. */
+export function alertRaiseText(
+  instance: string,
+  f: DeliverabilityFigures,
+  input: BounceAlertInput,
+  from: string,
+): string {
+  return (
+    `Managed SMTP bounce alert: ${instance} bounced ${percent(f.bounceRate)} of its email in the last ` +
+    `${hours(input.windowHours)} (${f.bounces} bounces, ${f.hardBounces} hard; ${f.accepted} accepted, ` +
+    `${f.targeted} targeted since ${from}); threshold ${percent(input.thresholdRate)} with at least ` +
+    `${input.minAccepted} accepted.`
+  );
+}
+
+/** The resolved message. Names only the instance and counts. */
+export function alertClearText(
+  instance: string,
+  f: DeliverabilityFigures,
+  input: BounceAlertInput,
+  from: string,
+): string {
+  return (
+    `Managed SMTP bounce alert resolved: ${instance} is at ${percent(f.bounceRate)} over the last ` +
+    `${hours(input.windowHours)} (${f.bounces} bounces; ${f.accepted} accepted since ${from}); threshold ` +
+    `${percent(input.thresholdRate)} with at least ${input.minAccepted} accepted.`
+  );
+}
+
+/** A Slack message: the text, and the same as one mrkdwn section. */
+export function slackMessage(text: string): { text: string; blocks: unknown[] } {
+  return { text, blocks: [{ type: 'section', text: { type: 'mrkdwn', text } }] };
 }

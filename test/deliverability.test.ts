@@ -374,6 +374,51 @@ describe('deliverability: stats and bounce alerts', { timeout: 150_000 }, () => 
     assert.equal(noPlan.plan, null);
   });
 
+  test('the bounce alert reads only notable rows: 5,000 quiet instances do not grow its payload', async () => {
+    const quiet = Array.from({ length: 5000 }, (_, i) => ({
+      id: 100 + i,
+      name: `quiet-${String(i).padStart(4, '0')}`,
+      status: 'active' as const,
+      complianceStatus: 'active',
+    }));
+    const acts = createDeliverabilityActivities({
+      now: () => new Date('2026-03-17T12:00:00Z'),
+      sparkpost: {
+        listSubaccounts: async () => [
+          ...quiet,
+          { id: 1, name: 'bouncy', status: 'active', complianceStatus: 'active' },
+          { id: 2, name: 'one-hard', status: 'active', complianceStatus: 'active' },
+          { id: 3, name: 'flagged', status: 'active', complianceStatus: 'active' },
+        ],
+        getDeliverabilityBySubaccount: async () => [
+          ...quiet.map((q) => ({ subaccount_id: q.id, count_accepted: 200, count_targeted: 200 })),
+          { subaccount_id: 1, count_accepted: 150, count_bounce: 40, count_hard_bounce: 30, count_targeted: 190 },
+          { subaccount_id: 2, count_accepted: 10, count_bounce: 1, count_hard_bounce: 1, count_targeted: 11 },
+        ],
+        getDeliverability: async () => ({}),
+      },
+    });
+    const from = '2026-03-17T11:00:00Z';
+    const all = await acts.fleetDeliverability({ from, plan: false, complaints: true });
+    const notable = await acts.fleetDeliverability({
+      from,
+      plan: false,
+      complaints: true,
+      notable: { minAccepted: 100, thresholdRate: 0.05, include: ['flagged'] },
+    });
+    assert.deepEqual(
+      notable.rows.map((r) => r.instance),
+      ['bouncy', 'flagged', 'one-hard'],
+      'crossing, flagged and noisy instances; quiet ones left out',
+    );
+    assert.equal(notable.listed, 5003);
+    assert.equal(notable.omitted, 0);
+    assert.deepEqual(notable.totals, all.totals, 'the totals still cover the whole fleet');
+    const bytes = (x: unknown) => Buffer.byteLength(JSON.stringify(x));
+    assert.ok(bytes(all) > 256 * 1024, `the whole fleet's rows are ${bytes(all)} bytes`);
+    assert.ok(bytes(notable) < 2048, `the notable rows are ${bytes(notable)} bytes`);
+  });
+
   test('the webhook: Slack JSON, non-2xx is retryable, and the URL never appears in an error', async () => {
     const acts = createDeliverabilityActivities({ sparkpost });
     receiver.reset();

@@ -12,7 +12,7 @@
  *
  * The activity types live here (not in activities/) because workflow code may only import types from its own side.
  */
-import { ApplicationFailure, getExternalWorkflowHandle, proxyActivities } from '@temporalio/workflow';
+import { ApplicationFailure, getExternalWorkflowHandle, patched, proxyActivities } from '@temporalio/workflow';
 import { workflowIdFor } from '../lib/instance';
 import type { DeliverabilityAlert } from '../lib/types';
 import { describeFailure } from '../contract/failures';
@@ -22,6 +22,7 @@ import { protectionSignal } from '../contract/messages';
 import type { ProtectionRequest } from '../contract/types';
 
 export * from '../contract/deliverability';
+import { alertClearText, alertRaiseText, slackMessage, ZERO_FIGURES } from '../contract/deliverability';
 import type {
   BounceAlertInput,
   BounceAlertSummary,
@@ -98,41 +99,6 @@ export async function deliverabilityStatsWorkflow(input: DeliverabilityStatsInpu
   return { scope: 'fleet', from, to: to ?? null, ...fleet };
 }
 
-function percent(rate: number): string {
-  return `${(rate * 100).toFixed(1)}%`;
-}
-
-function hours(h: number): string {
-  return `${h} h`;
-}
-
-const ZERO: DeliverabilityFigures = {
-  accepted: 0,
-  delivered: 0,
-  bounces: 0,
-  hardBounces: 0,
-  targeted: 0,
-  bounceRate: 0,
-};
-
-/** The raise message. Names only the instance and counts: never a recipient. */
-function raiseText(instance: string, f: DeliverabilityFigures, input: BounceAlertInput, from: string): string {
-  return (
-    `Managed SMTP bounce alert: ${instance} bounced ${percent(f.bounceRate)} of its email in the last ` +
-    `${hours(input.windowHours)} (${f.bounces} bounces, ${f.hardBounces} hard; ${f.accepted} accepted, ` +
-    `${f.targeted} targeted since ${from}); threshold ${percent(input.thresholdRate)} with at least ` +
-    `${input.minAccepted} accepted.`
-  );
-}
-
-function clearText(instance: string, f: DeliverabilityFigures, input: BounceAlertInput, from: string): string {
-  return (
-    `Managed SMTP bounce alert resolved: ${instance} is at ${percent(f.bounceRate)} over the last ` +
-    `${hours(input.windowHours)} (${f.bounces} bounces; ${f.accepted} accepted since ${from}); threshold ` +
-    `${percent(input.thresholdRate)} with at least ${input.minAccepted} accepted.`
-  );
-}
-
 function checkAlertInput(input: BounceAlertInput): void {
   if (!input || typeof input !== 'object') throw invalidInput('missing input');
   const { thresholdRate, minAccepted, windowHours } = input;
@@ -160,7 +126,22 @@ export async function bounceAlertWorkflow(input: BounceAlertInput): Promise<Boun
   const hasWebhook = Boolean(input.webhookUrl || input.webhookSecret);
   const target = { url: input.webhookUrl, secret: input.webhookSecret };
 
-  const fleet = await reads.fleetDeliverability({ from, plan: false, complaints: true });
+  // Only the rows this run acts on cross the activity boundary (the whole fleet's rows grew past 700 KiB at 5,000
+  // instances): crossing ones, noisy ones, and those already flagged or on a protection rung.
+  let onRung: string[] | undefined;
+  let fleet: FleetDeliverability;
+  if (patched('bounce-alert-notable-rows')) {
+    const [flaggedNow, rung] = await Promise.all([reads.flaggedInstances({}), reads.protectedInstances()]);
+    onRung = rung;
+    const notable = {
+      minAccepted: input.minAccepted,
+      thresholdRate: input.thresholdRate,
+      include: [...flaggedNow, ...rung],
+    };
+    fleet = await reads.fleetDeliverability({ from, plan: false, complaints: true, notable });
+  } else {
+    fleet = await reads.fleetDeliverability({ from, plan: false, complaints: true });
+  }
   const byInstance = new Map(fleet.rows.map((r) => [r.instance, r]));
   const crossing = fleet.rows
     .filter((r) => r.accepted >= input.minAccepted && r.bounceRate >= input.thresholdRate)
@@ -169,7 +150,7 @@ export async function bounceAlertWorkflow(input: BounceAlertInput): Promise<Boun
 
   const summary: BounceAlertSummary = {
     from,
-    checked: fleet.rows.length,
+    checked: fleet.listed ?? fleet.rows.length,
     crossing,
     raised: [],
     cleared: [],
@@ -201,7 +182,7 @@ export async function bounceAlertWorkflow(input: BounceAlertInput): Promise<Boun
     }
     if (hasWebhook) {
       try {
-        await webhook.postAlertWebhook({ ...target, ...slackMessage(raiseText(instance, f, input, from)) });
+        await webhook.postAlertWebhook({ ...target, ...slackMessage(alertRaiseText(instance, f, input, from)) });
       } catch (err) {
         summary.errors.push(
           `${instance}: alert webhook failed: ${describeFailure(err)}; alert withdrawn until the next run`,
@@ -220,7 +201,7 @@ export async function bounceAlertWorkflow(input: BounceAlertInput): Promise<Boun
   const crossingSet = new Set(crossing);
   for (const instance of [...flagged].sort()) {
     if (crossingSet.has(instance)) continue;
-    const f = byInstance.get(instance) ?? ZERO;
+    const f = byInstance.get(instance) ?? ZERO_FIGURES;
     try {
       await signal(instance, alertOf(f, false));
     } catch (err) {
@@ -230,13 +211,16 @@ export async function bounceAlertWorkflow(input: BounceAlertInput): Promise<Boun
     summary.cleared.push(instance);
     if (hasWebhook) {
       try {
-        await webhook.postAlertWebhook({ ...target, ...slackMessage(clearText(instance, f, input, from)) });
+        await webhook.postAlertWebhook({ ...target, ...slackMessage(alertClearText(instance, f, input, from)) });
       } catch (err) {
         summary.errors.push(`${instance}: resolved webhook failed: ${describeFailure(err)}`);
       }
     }
   }
-  await observeForProtection(fleet.rows, input, at, from, summary);
+  if (fleet.omitted) {
+    summary.errors.push(`${fleet.omitted} instances with bounces or complaints were left for the next run (row limit)`);
+  }
+  await observeForProtection(fleet.rows, input, at, from, summary, onRung);
   return summary;
 }
 
@@ -251,8 +235,9 @@ async function observeForProtection(
   at: string,
   from: string,
   summary: BounceAlertSummary,
+  rung?: string[],
 ): Promise<void> {
-  const onRung = new Set(await reads.protectedInstances());
+  const onRung = new Set(rung ?? (await reads.protectedInstances()));
   const target = input.webhookSecret
     ? { secret: input.webhookSecret }
     : input.webhookUrl
@@ -287,9 +272,4 @@ async function observeForProtection(
       });
     }
   }
-}
-
-/** A Slack message: the text, and the same as one mrkdwn section. */
-function slackMessage(text: string): { text: string; blocks: unknown[] } {
-  return { text, blocks: [{ type: 'section', text: { type: 'mrkdwn', text } }] };
 }
