@@ -9,7 +9,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import axios from 'axios';
 import { instanceFromWorkflowId, workflowIdFor } from '../lib/instance';
-import { BOUNCE_ALERT_KEY, PROTECTION_KEY } from '../lib/search-attributes';
+import { BOUNCE_ALERT_KEY, PROTECTION_KEY, RUNNING_ENTITIES_QUERY } from '../lib/search-attributes';
 import type { SecretStore } from '../vendors/secret-manager';
 import type { SparkPostClient, Subaccount } from '../vendors/sparkpost';
 import { bounceRateOf, MAX_NOTABLE_ROWS } from '../contract/deliverability';
@@ -239,17 +239,19 @@ export function createDeliverabilityActivities(deps: DeliverabilityDeps) {
       return { rows: kept, totals: sum(rows), plan, listed: rows.length, omitted: ranked.length - kept.length };
     },
 
-    async flaggedInstances(input: { confirm?: string[] } = {}): Promise<string[]> {
+    async flaggedInstances(input: { confirm?: string[]; listed?: string[] } = {}): Promise<string[]> {
       const temporal = deps.temporal;
       if (!temporal) {
         throw ApplicationFailure.nonRetryable('flaggedInstances: the worker has no Temporal client', NOT_CONFIGURED);
       }
-      const candidates = new Set<string>();
-      const query = `WorkflowType = 'managedSmtpWorkflow' AND ExecutionStatus = 'Running' AND ${BOUNCE_ALERT_KEY.name} = true`;
-      for await (const wf of temporal.workflow.list({ query })) {
-        const name = instanceFromWorkflowId(wf.workflowId);
-        if (name) candidates.add(name);
-        if (candidates.size >= MAX_FLAGGED) break;
+      const candidates = new Set<string>(input.listed?.slice(0, MAX_FLAGGED));
+      const query = `${RUNNING_ENTITIES_QUERY} AND ${BOUNCE_ALERT_KEY.name} = true`;
+      if (!input.listed) {
+        for await (const wf of temporal.workflow.list({ query })) {
+          const name = instanceFromWorkflowId(wf.workflowId);
+          if (name) candidates.add(name);
+          if (candidates.size >= MAX_FLAGGED) break;
+        }
       }
       for (const name of input.confirm ?? []) candidates.add(name);
       // Visibility lags behind the flag by a moment: describe reads the execution itself, so a flag set or cleared
@@ -281,7 +283,7 @@ export function createDeliverabilityActivities(deps: DeliverabilityDeps) {
         throw ApplicationFailure.nonRetryable('protectedInstances: the worker has no Temporal client', NOT_CONFIGURED);
       }
       const query =
-        `WorkflowType = 'managedSmtpWorkflow' AND ExecutionStatus = 'Running' AND ` +
+        `${RUNNING_ENTITIES_QUERY} AND ` +
         `${PROTECTION_KEY.name} IN ('warning', 'quarantined', 'suspended', 'severe')`;
       const names = new Set<string>();
       for await (const wf of temporal.workflow.list({ query })) {

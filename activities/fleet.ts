@@ -9,7 +9,7 @@ import { WorkflowUpdateFailedError } from '@temporalio/client';
 import { checkUpdate } from '../contract/messages';
 import { describeFailure } from '../contract/failures';
 import { instanceFromWorkflowId, workflowIdFor } from '../lib/instance';
-import { INSTANCE_KEY, STATE_KEY, STEP_KEY } from '../lib/search-attributes';
+import { ENTITY_QUERY, STATE_KEY, STEP_KEY } from '../lib/search-attributes';
 import type { CheckResult, Finding } from '../lib/types';
 
 /** One instance as visibility lists it: enough to decide whether to ask its entity for a check. */
@@ -55,9 +55,6 @@ export interface EntityChecksInput {
 
 /** Longest wait for one entity's check update (its check activity is bounded by the CHECK policy, 70 s). */
 export const ENTITY_CHECK_DEADLINE_MS = 150_000;
-
-/** The visibility query of running instance entities. */
-export const ENTITY_QUERY = `WorkflowType = 'managedSmtpWorkflow' AND ExecutionStatus = 'Running' AND ${INSTANCE_KEY.name} IS NOT NULL`;
 
 function keyword(fields: Record<string, { data?: Uint8Array | null }> | null | undefined, name: string): string | null {
   const data = fields?.[name]?.data;

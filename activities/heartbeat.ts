@@ -5,12 +5,7 @@
  * action; activities in SILENT_ACTIVITIES skip it). Not for activities that keep progress in heartbeat details (GDPR
  * filing): a bare heartbeat would replace their details.
  */
-import { heartbeatUnlessSilent, lastDetails } from './progress';
-
-function beat(): void {
-  // Repeats the details the activity recorded (recordProgress), if any, so a bare heartbeat does not wipe them.
-  heartbeatUnlessSilent(lastDetails());
-}
+import { beat } from './progress';
 
 /** A proxy of `client` whose methods heartbeat before they run. */
 export function heartbeating<T extends object>(client: T): T {

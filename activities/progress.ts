@@ -69,8 +69,8 @@ export function heartbeatUnlessSilent(details: unknown): void {
     const ctx = Context.current();
     if (SILENT_ACTIVITIES.has(ctx.info.activityType)) return;
     const now = Date.now();
-    const since = firstSeen.get(ctx) ?? now;
-    if (!firstSeen.has(ctx)) firstSeen.set(ctx, now);
+    let since = firstSeen.get(ctx);
+    if (since === undefined) firstSeen.set(ctx, (since = now));
     const grace = Math.min(LIVENESS_GRACE_MS, (ctx.info.heartbeatTimeoutMs ?? 3 * LIVENESS_GRACE_MS) / 3);
     if (now - since >= grace) ctx.heartbeat(details);
   } catch {
@@ -78,12 +78,9 @@ export function heartbeatUnlessSilent(details: unknown): void {
   }
 }
 
-function beat(): void {
-  try {
-    heartbeatUnlessSilent(lastDetails());
-  } catch {
-    // Outside an activity: nothing to report to.
-  }
+/** A liveness heartbeat that repeats the details the attempt recorded, so it does not wipe them. */
+export function beat(): void {
+  heartbeatUnlessSilent(lastDetails());
 }
 
 /**

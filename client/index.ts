@@ -10,7 +10,7 @@ import {
   WorkflowUpdateFailedError,
 } from '@temporalio/client';
 import { workflowIdFor, instanceFromWorkflowId } from '../lib/instance';
-import { INSTANCE_KEY, STATE_KEY } from '../lib/search-attributes';
+import { ENTITY_QUERY, INSTANCE_KEY, STATE_KEY } from '../lib/search-attributes';
 import { STUCK_AFTER_ATTEMPTS } from '../lib/types';
 import type { CheckResult, EnableSpec, InstanceState, InstanceStatus } from '../lib/types';
 import {
@@ -437,7 +437,7 @@ export class ManagedSmtpClient {
 
   /** Instances with running workflows, optionally in one state or only the stuck ones, with their statuses. */
   async list(filter: { state?: InstanceState; stuck?: boolean } = {}): Promise<ListedStatus[]> {
-    let query = `WorkflowType = 'managedSmtpWorkflow' AND ExecutionStatus = 'Running' AND ${INSTANCE_KEY.name} IS NOT NULL`;
+    let query = ENTITY_QUERY;
     if (filter.state) query += ` AND ${STATE_KEY.name} = '${filter.state}'`;
     const instances: string[] = [];
     for await (const wf of this.temporal.workflow.list({ query })) {
@@ -472,7 +472,7 @@ export class ManagedSmtpClient {
     filter: { state?: InstanceState; stuck?: boolean },
     page: { pageSize: number; pageToken: string | null },
   ): Promise<{ statuses: ListedStatus[]; nextPageToken: string | null; unreadable: string[] }> {
-    let query = `WorkflowType = 'managedSmtpWorkflow' AND ExecutionStatus = 'Running' AND ${INSTANCE_KEY.name} IS NOT NULL`;
+    let query = ENTITY_QUERY;
     if (filter.state) query += ` AND ${STATE_KEY.name} = '${filter.state}'`;
     const res = await this.temporal.workflowService.listWorkflowExecutions({
       namespace: this.temporal.options.namespace,

@@ -112,8 +112,9 @@ export interface DeliverabilityActivities {
   /**
    * Instances whose running entity workflow has `ManagedSmtpBounceAlert = true`: the candidates visibility lists
    * plus `confirm`, each confirmed by describing the execution (visibility lags behind a signal just handled).
+   * `listed` replaces the visibility listing (names the run already has; `[]` confirms only `confirm`).
    */
-  flaggedInstances(input?: { confirm?: string[] }): Promise<string[]>;
+  flaggedInstances(input?: { confirm?: string[]; listed?: string[] }): Promise<string[]>;
   /** Posts one message; a non-2xx answer is a retryable failure whose message never holds the URL. */
   postAlertWebhook(input: AlertWebhookInput): Promise<void>;
   /** Instances whose running entity is on a protection rung above ok (visibility; lib/protection.ts). */

@@ -20,6 +20,11 @@ export const STUCK_KEY = defineSearchAttributeKey('ManagedSmtpStuck', SearchAttr
 /** Reputation protection level (ok, warning, quarantined, suspended, severe); lib/protection.ts. */
 export const PROTECTION_KEY = defineSearchAttributeKey('ManagedSmtpProtection', SearchAttributeType.KEYWORD);
 
+/** Visibility query of running instance entities; callers append their own ` AND ...` conditions. */
+export const RUNNING_ENTITIES_QUERY = `WorkflowType = 'managedSmtpWorkflow' AND ExecutionStatus = 'Running'`;
+/** Running instance entities that carry their instance name (every entity started through the client does). */
+export const ENTITY_QUERY = `${RUNNING_ENTITIES_QUERY} AND ${INSTANCE_KEY.name} IS NOT NULL`;
+
 /** Every attribute with its type name, as `temporal server start-dev --search-attribute` and the operator API take them. */
 export const SEARCH_ATTRIBUTES: Record<string, 'Keyword' | 'Text' | 'Int' | 'Double' | 'Bool' | 'Datetime'> = {
   [INSTANCE_KEY.name]: 'Keyword',

@@ -40,6 +40,7 @@ import { loadWorkerConfig } from '../worker/config';
 import { createManagedSmtpWorker, vendorDeps } from '../worker/worker';
 import { fleetCheckWorkflow, type FleetCheckInput, type FleetCheckReport } from '../workflows/fleet';
 import { managedSmtpWorkflow } from '../workflows';
+import { emptyStatus } from '../workflows/instance/entity';
 import { benchBaselineWorkflow, goSignal } from './bench-workflows';
 import type { EmulatorCounters, EmulatorRequest } from './bench-emulators';
 import type { PeerRun } from './bench-peer';
@@ -343,7 +344,8 @@ async function startWorkerProcess(
   child.on('exit', (code, signal) => {
     if (stopping) return;
     console.error(`\n${label} exited during the run (code ${code}, signal ${signal}):\n${output.slice(-3000)}`);
-    process.exit(1);
+    // Stop the dev server and the other children too, or they outlive the benchmark.
+    void tearDown().finally(() => process.exit(1));
   });
   let pids = processTree(child.pid!);
   await sleep(3000); // settle: what an idle, polling worker holds
@@ -748,16 +750,13 @@ async function sizesSection(ctx: Ctx): Promise<void> {
   for (const n of args.sizes) {
     const taskQueue = MANAGED_QUEUE;
     const instances = await freshInstances(ctx, n);
-    if (process.env.BENCH_DEBUG) console.log(`  (sizes: ${n} instances added, starting a worker)`);
     const worker = await startManagedWorker(ctx.emulators, ctx.env.address, taskQueue);
-    if (process.env.BENCH_DEBUG) console.log(`  (sizes: worker polling)`);
     try {
       if (args['sparkpost-limit'] > 0) {
         await ctx.emulators.call({ op: 'sparkpost-limit', maxPerSecond: args['sparkpost-limit'] });
       }
       // Warm-up, as in the comparison: the first enables of a fresh worker pay one-off costs.
       await managedClosedLoop(new ManagedSmtpClient(ctx.env.client, taskQueue), await freshInstances(ctx, 3), 3);
-      if (process.env.BENCH_DEBUG) console.log(`  (sizes: warmed up)`);
       const c0 = await ctx.emulators.counters();
       worker.resetPeaks();
       const cpu0 = worker.cpuSeconds();
@@ -1061,24 +1060,16 @@ async function fleetCheckAndCost(ctx: Ctx, taskQueue: string, instances: number,
  * of the entity, adapt it here, or seed with `--fleet-seed enable` (the public enable, any workflow shape).
  */
 function seededEntityStart(i: EmulatedInstance, e: PeerRun['enables'][number]) {
-  const now = new Date().toISOString();
   const status: InstanceStatus = {
-    instance: i.name,
+    ...emptyStatus(i.name),
     state: 'active',
-    step: null,
     subaccountId: e.subaccountId ?? null,
     keyId: e.keyId ?? null,
     secretVersion: e.secretVersion ?? null,
     sender: e.sender ?? null,
     lastTestEmail: e.lastTestEmail ?? null,
-    error: null,
-    warnings: [],
     spec: specFor(i),
     previousSettings: e.previous ?? null,
-    updatedAt: now,
-    requests: [],
-    sendingDomain: null,
-    ipPool: null,
   };
   return { instance: i.name, carried: { status, queue: [] } };
 }
@@ -1152,11 +1143,22 @@ async function costOverEnabled(ctx: Ctx): Promise<void> {
   }
 }
 
+/** Stops what main() started; set by main(), called on its way out or when a worker dies mid-run. */
+let tearDown: () => Promise<void> = async () => undefined;
+
 async function main(): Promise<void> {
   header();
   const env = await startTemporal();
   const emulators = await Emulators.start();
   let peer: IpcChild | undefined;
+  let tornDown = false;
+  tearDown = async () => {
+    if (tornDown) return;
+    tornDown = true;
+    await peer?.stop().catch(() => undefined);
+    await emulators.stop().catch(() => undefined);
+    await env.teardown().catch(() => undefined);
+  };
   try {
     await emulators.call({ op: 'latency', latencyMs: args.latency });
     peer = await IpcChild.start('bench-peer.ts', await emulators.call({ op: 'worker-env', taskQueue: 'peer' }));
@@ -1170,9 +1172,7 @@ async function main(): Promise<void> {
     }
     console.log(`\n${JSON.stringify({ latencyMs: args.latency, ...ctx.results })}`);
   } finally {
-    await peer?.stop();
-    await emulators.stop();
-    await env.teardown();
+    await tearDown();
   }
 }
 

@@ -8,11 +8,11 @@ import { after, before, describe, test } from 'node:test';
 import { VendorError } from '../lib/errors';
 import { readEmailSettings } from '../lib/site-config';
 import type { EmulatedInstance } from '../emulators/stack';
-import { ENTITY_QUERY } from '../activities/fleet';
 import { sendKeySecretName, workflowIdFor } from '../lib/instance';
-import { INSTANCE_KEY, STATE_KEY, STEP_KEY } from '../lib/search-attributes';
+import { ENTITY_QUERY, INSTANCE_KEY, STATE_KEY, STEP_KEY } from '../lib/search-attributes';
 import type { InstanceStatus } from '../lib/types';
 import { managedSmtpWorkflow } from '../workflows';
+import { emptyStatus } from '../workflows/instance/entity';
 import { fleetCheckWorkflow, MAX_REPORTED_PROBLEMS, SPARKPOST_REQUESTS_PER_CHECK } from '../workflows/fleet';
 import { actionsOfUpdate, billableActions, largestPayload } from './helpers/actions';
 import { FaultSwitch, failing } from './helpers/faulty';
@@ -323,24 +323,7 @@ describe('fleet check over more instances than 2 MiB of statuses held', { timeou
 
   /** An active entity started directly in its carried state, with no vendor state: every check finds drift. */
   function seededStart(i: EmulatedInstance) {
-    const status: InstanceStatus = {
-      instance: i.name,
-      state: 'active',
-      step: null,
-      subaccountId: null,
-      keyId: null,
-      secretVersion: null,
-      sender: null,
-      lastTestEmail: null,
-      error: null,
-      warnings: [],
-      spec: specFor(i),
-      previousSettings: null,
-      updatedAt: new Date().toISOString(),
-      requests: [],
-      sendingDomain: null,
-      ipPool: null,
-    };
+    const status: InstanceStatus = { ...emptyStatus(i.name), state: 'active', spec: specFor(i) };
     return { instance: i.name, carried: { status, queue: [] } };
   }
 

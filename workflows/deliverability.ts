@@ -129,10 +129,12 @@ export async function bounceAlertWorkflow(input: BounceAlertInput): Promise<Boun
   // Only the rows this run acts on cross the activity boundary (the whole fleet's rows grew past 700 KiB at 5,000
   // instances): crossing ones, noisy ones, and those already flagged or on a protection rung.
   let onRung: string[] | undefined;
+  let flaggedAtStart: string[] | undefined;
   let fleet: FleetDeliverability;
   if (patched('bounce-alert-notable-rows')) {
     const [flaggedNow, rung] = await Promise.all([reads.flaggedInstances({}), reads.protectedInstances()]);
     onRung = rung;
+    flaggedAtStart = flaggedNow;
     const notable = {
       minAccepted: input.minAccepted,
       thresholdRate: input.thresholdRate,
@@ -146,7 +148,7 @@ export async function bounceAlertWorkflow(input: BounceAlertInput): Promise<Boun
   const crossing = fleet.rows
     .filter((r) => r.accepted >= input.minAccepted && r.bounceRate >= input.thresholdRate)
     .map((r) => r.instance);
-  const flagged = new Set(await reads.flaggedInstances({ confirm: crossing }));
+  const flagged = new Set(await confirmFlagged(crossing, flaggedAtStart));
 
   const summary: BounceAlertSummary = {
     from,
@@ -222,6 +224,18 @@ export async function bounceAlertWorkflow(input: BounceAlertInput): Promise<Boun
   }
   await observeForProtection(fleet.rows, input, at, from, summary, onRung);
   return summary;
+}
+
+/**
+ * The flagged instances among those known flagged at the start of the run and the crossing ones. Without a start
+ * listing (runs from before the notable rows) one activity lists and confirms them all; with one, only crossing
+ * instances not already known are confirmed, so neither the listing nor its describes are repeated.
+ */
+async function confirmFlagged(crossing: string[], atStart: string[] | undefined): Promise<string[]> {
+  if (!atStart) return reads.flaggedInstances({ confirm: crossing });
+  const known = new Set(atStart);
+  const fresh = crossing.filter((name) => !known.has(name));
+  return fresh.length ? [...atStart, ...(await reads.flaggedInstances({ listed: [], confirm: fresh }))] : atStart;
 }
 
 /**
