@@ -23,7 +23,7 @@ import {
   sendingDomainUpdate,
   statusQuery,
 } from '../contract/messages';
-import { disableRequestSchema, enableRequestSchema, parseRequest } from '../contract/requests';
+import { parseRequest, requestSchemas } from '../contract/requests';
 import type { RequestOutcome } from '../contract/types';
 import {
   domainStatusQuery,
@@ -145,7 +145,7 @@ export class ManagedSmtpClient {
     const requestId = randomUUID();
     const workflowId = workflowIdFor(instance);
     // The workflow parses the same schema; refusing here says so at once instead of in the status.
-    const parsed = parseRequest(enableRequestSchema, { requestId, spec });
+    const parsed = parseRequest(requestSchemas().enableRequest, { requestId, spec });
     if (!parsed.ok) throw new InvalidRequestError(`invalid enable request: ${parsed.problem}`);
     await this.temporal.workflow.signalWithStart(managedSmtpWorkflow, {
       workflowId,
@@ -164,7 +164,7 @@ export class ManagedSmtpClient {
   async disable(instance: string, reason?: string): Promise<RequestHandle> {
     const requestId = randomUUID();
     const workflowId = workflowIdFor(instance);
-    const parsed = parseRequest(disableRequestSchema, { requestId, reason });
+    const parsed = parseRequest(requestSchemas().disableRequest, { requestId, reason });
     if (!parsed.ok) throw new InvalidRequestError(`invalid disable request: ${parsed.problem}`);
     try {
       await this.temporal.workflow.getHandle(workflowId).signal(disableSignal, { requestId, reason });

@@ -12,7 +12,7 @@ import type {
   SkippedInstance,
 } from '../contract/deliverability';
 import type { GdprReceipt, GdprVerification } from '../contract/gdpr';
-import { gdprAuditSchema } from '../contract/requests';
+import { requestSchemas } from '../contract/requests';
 import type { DnsRecord, SendingDomainInfo, SuppressionAuditRecord } from '../contract/types';
 import type { ProtectionConfig, ProtectionStatus } from '../lib/protection';
 import { INSTANCE_STATES, type InstanceState } from '../lib/types';
@@ -239,7 +239,7 @@ export const gdprStatusDocument = z
     schemaVersion,
     instance: z.string(),
     receipts: z.array(gdprReceipt),
-    auditRecords: z.array(gdprAuditSchema).optional(),
+    auditRecords: z.array(requestSchemas().gdprAudit).optional(),
   })
   .meta({ title: 'smtpctl gdpr-status' });
 

@@ -3,13 +3,7 @@
  * before anything is sent, so bad input never half-provisions an instance.
  */
 import { z } from 'zod';
-import {
-  gcpProjectSchema,
-  reasonSchema,
-  secretVersionSchema,
-  senderNameSchema,
-  sourcegraphUrlSchema,
-} from '../contract/requests';
+import { requestSchemas } from '../contract/requests';
 import { INSTANCE_NAME_PATTERN } from '../lib/instance';
 import { INSTANCE_STATES, type InstanceState } from '../lib/types';
 import {
@@ -36,11 +30,11 @@ const instance = z
   .string()
   .regex(INSTANCE_NAME_PATTERN, `must match ${INSTANCE_NAME_PATTERN.source} (e.g. "acme" or "acme-eu")`);
 
-const sourcegraphUrl = sourcegraphUrlSchema;
-const gcpProject = gcpProjectSchema;
-const secretVersion = secretVersionSchema;
-const senderName = senderNameSchema;
-const reason = reasonSchema;
+const sourcegraphUrl = requestSchemas().sourcegraphUrl;
+const gcpProject = requestSchemas().gcpProject;
+const secretVersion = requestSchemas().secretVersion;
+const senderName = requestSchemas().senderName;
+const reason = requestSchemas().reason;
 const seconds = z.coerce.number().positive('must be a positive number of seconds').max(86_400, 'must be at most a day');
 const state = z.enum(INSTANCE_STATES as [InstanceState, ...InstanceState[]], {
   error: `must be one of ${INSTANCE_STATES.join(', ')}`,

@@ -20,146 +20,189 @@ export function hasControlChars(v: string): boolean {
   });
 }
 
-const requestId = z
-  .string()
-  .min(1, 'must not be empty')
-  .max(100, 'must be at most 100 characters')
-  .regex(/^[A-Za-z0-9._:-]+$/, 'must be letters, digits, ".", "_", ":" or "-"');
+/** A copy of a shared pattern: zod resets its pattern's `lastIndex`, and a preloaded module's exports are frozen. */
+function own(pattern: RegExp): RegExp {
+  return new RegExp(pattern.source, pattern.flags);
+}
 
-/** A Sourcegraph base URL: http(s), a host, no credentials, query or fragment (the allow-list is checked apart). */
-export const sourcegraphUrlSchema = z
-  .string()
-  .max(2048, 'must be at most 2048 characters')
-  .refine((v) => {
-    if (!URL.canParse(v)) return false;
-    const u = new URL(v);
-    return (
-      (u.protocol === 'https:' || u.protocol === 'http:') &&
-      !u.username &&
-      !u.password &&
-      !u.search &&
-      !u.hash &&
-      !!u.hostname
+function buildSchemas() {
+  const requestId = z
+    .string()
+    .min(1, 'must not be empty')
+    .max(100, 'must be at most 100 characters')
+    .regex(/^[A-Za-z0-9._:-]+$/, 'must be letters, digits, ".", "_", ":" or "-"');
+
+  /** A Sourcegraph base URL: http(s), a host, no credentials, query or fragment (the allow-list is checked apart). */
+  const sourcegraphUrlSchema = z
+    .string()
+    .max(2048, 'must be at most 2048 characters')
+    .refine((v) => {
+      if (!URL.canParse(v)) return false;
+      const u = new URL(v);
+      return (
+        (u.protocol === 'https:' || u.protocol === 'http:') &&
+        !u.username &&
+        !u.password &&
+        !u.search &&
+        !u.hash &&
+        !!u.hostname
+      );
+    }, 'must be an http(s) URL of the instance without credentials, query or fragment (e.g. https://acme.sourcegraph.com)');
+
+  /** A GCP project id. */
+  const gcpProjectSchema = z
+    .string()
+    .regex(own(GCP_PROJECT_PATTERN), 'must be a GCP project id (6-30 lowercase letters, digits, hyphens)');
+
+  /** A Secret Manager version name. */
+  const secretVersionSchema = z
+    .string()
+    .regex(
+      own(SECRET_VERSION_PATTERN),
+      'must be a Secret Manager version name projects/P/secrets/S/versions/(latest|N)',
     );
-  }, 'must be an http(s) URL of the instance without credentials, query or fragment (e.g. https://acme.sourcegraph.com)');
 
-/** A GCP project id. */
-export const gcpProjectSchema = z
-  .string()
-  .regex(GCP_PROJECT_PATTERN, 'must be a GCP project id (6-30 lowercase letters, digits, hyphens)');
+  /** `email.senderName`: plain text. */
+  const senderNameSchema = z
+    .string()
+    .min(1, 'must not be empty')
+    .max(100, 'must be at most 100 characters')
+    .refine(
+      (v) => !hasControlChars(v) && ![...v].some((c) => '"<>'.includes(c)),
+      'must be plain text without quotes, angle brackets or control characters',
+    );
 
-/** A Secret Manager version name. */
-export const secretVersionSchema = z
-  .string()
-  .regex(SECRET_VERSION_PATTERN, 'must be a Secret Manager version name projects/P/secrets/S/versions/(latest|N)');
+  /** A free-text reason. */
+  const reasonSchema = z
+    .string()
+    .max(MAX_TEXT, `must be at most ${MAX_TEXT} characters`)
+    .refine((v) => !hasControlChars(v), 'must not contain control characters');
 
-/** `email.senderName`: plain text. */
-export const senderNameSchema = z
-  .string()
-  .min(1, 'must not be empty')
-  .max(100, 'must be at most 100 characters')
-  .refine(
-    (v) => !hasControlChars(v) && ![...v].some((c) => '"<>'.includes(c)),
-    'must be plain text without quotes, angle brackets or control characters',
-  );
+  /** What an operator asked enable to provision. */
+  const enableSpecSchema = z
+    .object({
+      sourcegraphUrl: sourcegraphUrlSchema,
+      gcpProject: gcpProjectSchema,
+      adminTokenSecret: secretVersionSchema,
+      senderName: senderNameSchema.optional(),
+      force: z.boolean().default(false),
+      /** Move a provisioned instance to a new URL or project: restore the old site, delete the old secret, provision. */
+      move: z.boolean().optional(),
+      /** Egress IPs or CIDR blocks the send key is limited to (SparkPost `valid_ips`). */
+      egressIps: z.array(z.string().max(50)).max(MAX_EGRESS_IPS).optional(),
+    })
+    .superRefine((s, ctx) => {
+      const url = parseUrlParts(s.sourcegraphUrl).problem;
+      if (url) ctx.addIssue({ code: 'custom', message: url, path: ['sourcegraphUrl'] });
+      const token = adminTokenSecretProblem(s.adminTokenSecret, s.gcpProject);
+      if (token) ctx.addIssue({ code: 'custom', message: token, path: ['adminTokenSecret'] });
+      const ips = s.egressIps === undefined ? null : egressIpsProblem(s.egressIps);
+      if (ips) ctx.addIssue({ code: 'custom', message: ips, path: ['egressIps'] });
+    });
 
-/** A free-text reason. */
-export const reasonSchema = z
-  .string()
-  .max(MAX_TEXT, `must be at most ${MAX_TEXT} characters`)
-  .refine((v) => !hasControlChars(v), 'must not contain control characters');
+  /** The enable signal's payload. */
+  const enableRequestSchema = z.object({ requestId, spec: enableSpecSchema });
+  /** The disable signal's payload. */
+  const disableRequestSchema = z.object({
+    requestId,
+    reason: reasonSchema.optional(),
+    /** The instance leaves for good (`smtpctl offboard`): a later enable is refused. */
+    offboard: z.boolean().optional(),
+  });
+  /** The rotateKey update's payload. */
+  const rotateRequestSchema = z.object({ requestId });
+  /** The check update's payload. */
+  const checkRequestSchema = z.object({ requestId, enforce: z.boolean() });
+  /** The ipPool update's payload. */
+  const ipPoolRequestSchema = z.object({
+    requestId,
+    pool: z.string().regex(own(IP_POOL_PATTERN), 'must be 1-20 of a-z, 0-9, _').nullable(),
+    create: z.boolean().default(false),
+  });
+  /** The sendingDomain update's payload. */
+  const sendingDomainRequestSchema = z.discriminatedUnion('action', [
+    z.object({
+      requestId,
+      action: z.literal('add'),
+      domain: z.string().regex(own(SENDING_DOMAIN_PATTERN), 'must be a lowercase domain name'),
+      recheckSeconds: z.number().int().positive().max(86_400).optional(),
+      maxWaitSeconds: z
+        .number()
+        .int()
+        .positive()
+        .max(90 * 86_400)
+        .optional(),
+    }),
+    z.object({ requestId, action: z.literal('remove') }),
+  ]);
 
-/** What an operator asked enable to provision. */
-export const enableSpecSchema = z
-  .object({
-    sourcegraphUrl: sourcegraphUrlSchema,
-    gcpProject: gcpProjectSchema,
-    adminTokenSecret: secretVersionSchema,
-    senderName: senderNameSchema.optional(),
-    force: z.boolean().default(false),
-    /** Move a provisioned instance to a new URL or project: restore the old site, delete the old secret, provision. */
-    move: z.boolean().optional(),
-    /** Egress IPs or CIDR blocks the send key is limited to (SparkPost `valid_ips`). */
-    egressIps: z.array(z.string().max(50)).max(MAX_EGRESS_IPS).optional(),
-  })
-  .superRefine((s, ctx) => {
-    const url = parseUrlParts(s.sourcegraphUrl).problem;
-    if (url) ctx.addIssue({ code: 'custom', message: url, path: ['sourcegraphUrl'] });
-    const token = adminTokenSecretProblem(s.adminTokenSecret, s.gcpProject);
-    if (token) ctx.addIssue({ code: 'custom', message: token, path: ['adminTokenSecret'] });
-    const ips = s.egressIps === undefined ? null : egressIpsProblem(s.egressIps);
-    if (ips) ctx.addIssue({ code: 'custom', message: ips, path: ['egressIps'] });
+  const isoTime = z.string().max(40);
+  /** The deliverabilityAlert signal's payload. */
+  const deliverabilityAlertSchema = z.object({
+    active: z.boolean(),
+    at: isoTime,
+    from: isoTime,
+    accepted: z.number().nonnegative(),
+    bounces: z.number().nonnegative(),
+    bounceRate: z.number().min(0).max(1),
+    threshold: z.number().min(0).max(1),
+  });
+  /** The gdprAudit signal's payload (counts only). */
+  const gdprAuditSchema = z
+    .object({
+      requestId,
+      at: isoTime,
+      scope: z.enum(['listed', 'all-recipients']),
+      recipients: z.number().int().nonnegative(),
+      batches: z.number().int().nonnegative(),
+      optOut: z.boolean(),
+      outcome: z.enum(['filed', 'failed']),
+      error: z.string().max(2000).optional(),
+      verifiedAt: isoTime.optional(),
+      found: z.number().int().nonnegative().optional(),
+      listDestroyedAt: isoTime.optional(),
+    })
+    .passthrough();
+  /** The stuck signal's payload. */
+  const stuckReportSchema = z.object({
+    activity: z.string().max(100),
+    attempt: z.number().int().positive(),
+    at: isoTime,
   });
 
-/** The enable signal's payload. */
-export const enableRequestSchema = z.object({ requestId, spec: enableSpecSchema });
-/** The disable signal's payload. */
-export const disableRequestSchema = z.object({
-  requestId,
-  reason: reasonSchema.optional(),
-  /** The instance leaves for good (`smtpctl offboard`): a later enable is refused. */
-  offboard: z.boolean().optional(),
-});
-/** The rotateKey update's payload. */
-export const rotateRequestSchema = z.object({ requestId });
-/** The check update's payload. */
-export const checkRequestSchema = z.object({ requestId, enforce: z.boolean() });
-/** The ipPool update's payload. */
-export const ipPoolRequestSchema = z.object({
-  requestId,
-  pool: z.string().regex(IP_POOL_PATTERN, 'must be 1-20 of a-z, 0-9, _').nullable(),
-  create: z.boolean().default(false),
-});
-/** The sendingDomain update's payload. */
-export const sendingDomainRequestSchema = z.discriminatedUnion('action', [
-  z.object({
-    requestId,
-    action: z.literal('add'),
-    domain: z.string().regex(SENDING_DOMAIN_PATTERN, 'must be a lowercase domain name'),
-    recheckSeconds: z.number().int().positive().max(86_400).optional(),
-    maxWaitSeconds: z
-      .number()
-      .int()
-      .positive()
-      .max(90 * 86_400)
-      .optional(),
-  }),
-  z.object({ requestId, action: z.literal('remove') }),
-]);
+  return {
+    sourcegraphUrl: sourcegraphUrlSchema,
+    gcpProject: gcpProjectSchema,
+    secretVersion: secretVersionSchema,
+    senderName: senderNameSchema,
+    reason: reasonSchema,
+    enableSpec: enableSpecSchema,
+    enableRequest: enableRequestSchema,
+    disableRequest: disableRequestSchema,
+    rotateRequest: rotateRequestSchema,
+    checkRequest: checkRequestSchema,
+    ipPoolRequest: ipPoolRequestSchema,
+    sendingDomainRequest: sendingDomainRequestSchema,
+    deliverabilityAlert: deliverabilityAlertSchema,
+    gdprAudit: gdprAuditSchema,
+    stuckReport: stuckReportSchema,
+  };
+}
 
-const isoTime = z.string().max(40);
-/** The deliverabilityAlert signal's payload. */
-export const deliverabilityAlertSchema = z.object({
-  active: z.boolean(),
-  at: isoTime,
-  from: isoTime,
-  accepted: z.number().nonnegative(),
-  bounces: z.number().nonnegative(),
-  bounceRate: z.number().min(0).max(1),
-  threshold: z.number().min(0).max(1),
-});
-/** The gdprAudit signal's payload (counts only). */
-export const gdprAuditSchema = z
-  .object({
-    requestId,
-    at: isoTime,
-    scope: z.enum(['listed', 'all-recipients']),
-    recipients: z.number().int().nonnegative(),
-    batches: z.number().int().nonnegative(),
-    optOut: z.boolean(),
-    outcome: z.enum(['filed', 'failed']),
-    error: z.string().max(2000).optional(),
-    verifiedAt: isoTime.optional(),
-    found: z.number().int().nonnegative().optional(),
-    listDestroyedAt: isoTime.optional(),
-  })
-  .passthrough();
-/** The stuck signal's payload. */
-export const stuckReportSchema = z.object({
-  activity: z.string().max(100),
-  attempt: z.number().int().positive(),
-  at: isoTime,
-});
+/** Every request schema. */
+export type RequestSchemas = ReturnType<typeof buildSchemas>;
+
+// Built once, at load, and handed out by a function rather than exported: the worker preloads this module into its
+// reusable V8 context (worker/bundle.ts), evaluated once per worker thread instead of once per workflow, and the SDK
+// deep-freezes whatever a preloaded module exports. zod fills in members of a schema on first use and registers its
+// English messages on the first construction, so its schemas must not be reachable from the exports, and they must be
+// built before the freeze.
+const SCHEMAS: RequestSchemas = buildSchemas();
+
+/** The request schemas: `requestSchemas().enableRequest` and so on. */
+export function requestSchemas(): RequestSchemas {
+  return SCHEMAS;
+}
 
 /** One line naming the first problem of a payload that did not parse: `spec.gcpProject: must be ...`. */
 export function schemaProblem(error: z.ZodError): string {
@@ -183,4 +226,4 @@ export function parseRequest<T>(
 }
 
 /** The validated enable spec. */
-export type EnableSpecInput = z.input<typeof enableSpecSchema>;
+export type EnableSpecInput = z.input<RequestSchemas['enableSpec']>;

@@ -22,7 +22,8 @@ import {
 import path from 'node:path';
 import { build } from 'esbuild';
 import { parse as parseJsonc } from 'jsonc-parser';
-import { bundleWorkflowCode, DefaultLogger } from '@temporalio/worker';
+import { bundleWorkflowCode } from '@temporalio/worker';
+import { workflowBundleOptions } from '../worker/bundle';
 
 const root = path.resolve(__dirname, '..');
 /** Folders of tsconfig's `include` that are not part of what runs in production. */
@@ -124,10 +125,7 @@ async function main(): Promise<void> {
       copyFileSync(asset, target);
     }
     // The worker loads this instead of running webpack at every start (worker/main.ts).
-    const { code } = await bundleWorkflowCode({
-      workflowsPath: path.join(root, 'workflows', 'index.ts'),
-      logger: new DefaultLogger('WARN'),
-    });
+    const { code } = await bundleWorkflowCode(workflowBundleOptions());
     const bundlePath = path.join(next, 'workflow-bundle.js');
     writeFileSync(bundlePath, code);
 

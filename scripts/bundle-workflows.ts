@@ -6,8 +6,8 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { bundleWorkflowCode, DefaultLogger } from '@temporalio/worker';
-import { FAILURE_CONVERTER_PATH } from '../lib/codec';
+import { bundleWorkflowCode } from '@temporalio/worker';
+import { workflowBundleOptions } from '../worker/bundle';
 
 const USAGE = 'usage: tsx scripts/bundle-workflows.ts [--out FILE]';
 
@@ -30,12 +30,7 @@ function parseArgs(argv: string[]): { out: string } {
 async function main(): Promise<void> {
   const { out } = parseArgs(process.argv.slice(2));
   const started = Date.now();
-  const { code } = await bundleWorkflowCode({
-    workflowsPath: require.resolve('../workflows'),
-    logger: new DefaultLogger('WARN'),
-    // Failures raised in workflow code carry their message and stack encoded, for the payload codec to encrypt.
-    failureConverterPath: FAILURE_CONVERTER_PATH,
-  });
+  const { code } = await bundleWorkflowCode(workflowBundleOptions());
   mkdirSync(path.dirname(out), { recursive: true });
   writeFileSync(out, code);
   const kib = Math.round(Buffer.byteLength(code) / 1024);

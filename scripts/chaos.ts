@@ -26,7 +26,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
-import { bundleWorkflowCode, DefaultLogger } from '@temporalio/worker';
+import { bundleWorkflowCode } from '@temporalio/worker';
 import { ManagedSmtpClient } from '../client';
 import { EmulatorStack, specFor, type EmulatedInstance } from '../emulators/stack';
 import { SEND_KEY_LABEL, workflowIdFor } from '../lib/instance';
@@ -41,6 +41,7 @@ import {
   type WorkerLogLine,
 } from '../test/helpers/chaos';
 import { checkInvariants, type InstanceFinding, type InstanceRef } from '../test/helpers/invariants';
+import { workflowBundleOptions } from '../worker/bundle';
 import { findTemporalCli } from './temporal-cli';
 
 /** Fault rates per request, by emulator. */
@@ -201,10 +202,7 @@ let bundled: Promise<string> | null = null;
  * restarted after a SIGKILL polls again within seconds, like a restarted pod, instead of bundling for a minute.
  */
 function workflowBundle(): Promise<string> {
-  bundled ??= bundleWorkflowCode({
-    workflowsPath: require.resolve('../workflows'),
-    logger: new DefaultLogger('WARN'),
-  }).then(({ code }) => code);
+  bundled ??= bundleWorkflowCode(workflowBundleOptions()).then(({ code }) => code);
   return bundled;
 }
 

@@ -359,6 +359,15 @@ describe('Dockerfile', () => {
     assert.ok(runtime.body.includes('COPY --from=build /app/dist /app/dist'));
   });
 
+  test("the image's bundle (npm run build) encodes failures and preloads the request schemas", () => {
+    // npm ci's `prepare` built it, exactly as the image's build stage does. Until session 4 this bundle lacked the
+    // failure converter that scripts/bundle-workflows.ts and the tests used: failure messages went to history in clear.
+    const code = readFileSync(path.join(root, 'dist', 'workflow-bundle.js'), 'utf8');
+    assert.match(code, /encodeCommonAttributes: true/, 'lib/failure-converter.ts is in the bundle');
+    const preload = /exports\.preloadModules = function preloadModules\(\) \{([^}]*)\}/.exec(code)?.[1] ?? '';
+    assert.match(preload, /contract\/requests/, 'the request schemas are evaluated once per worker thread');
+  });
+
   test('runtime: the bundle env, a non-root user, signals reach the worker, CMD node dist/worker/main.js', () => {
     const runtime = stages[1];
     const env = runtime.body.filter((l) => l.startsWith('ENV ')).join(' ');

@@ -6,8 +6,9 @@ import type { DataConverter } from '@temporalio/common';
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import { createActivities, type ActivityDeps } from '../activities';
 
-/** Path of the workflow module the worker bundles. */
-export const WORKFLOWS_PATH = require.resolve('../workflows');
+import { PRELOAD_MODULES, WORKFLOWS_PATH } from './bundle';
+
+export { WORKFLOWS_PATH } from './bundle';
 
 export { vendorDeps } from './vendors';
 
@@ -41,7 +42,9 @@ export async function createManagedSmtpWorker(opts: ManagedSmtpWorkerOptions): P
     connection: opts.connection,
     namespace: opts.namespace,
     taskQueue: opts.taskQueue,
-    ...(opts.workflowBundle ? { workflowBundle: opts.workflowBundle } : { workflowsPath: WORKFLOWS_PATH }),
+    ...(opts.workflowBundle
+      ? { workflowBundle: opts.workflowBundle }
+      : { workflowsPath: WORKFLOWS_PATH, bundlerOptions: { preloadModules: [...PRELOAD_MODULES] } }),
     // Fleet-wide activities list instances through a client on the worker's own connection.
     activities: createActivities({
       temporal: new Client({

@@ -4,11 +4,10 @@
  */
 import { randomUUID } from 'node:crypto';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
-import { FAILURE_CONVERTER_PATH } from '../../lib/codec';
 import { bundleWorkflowCode, DefaultLogger, Runtime, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { findTemporalCli } from '../../scripts/temporal-cli';
 import { ALL_SEARCH_ATTRIBUTE_KEYS } from '../../lib/search-attributes';
-import { WORKFLOWS_PATH } from '../../worker/worker';
+import { workflowBundleOptions } from '../../worker/bundle';
 
 let runtimeInstalled = false;
 
@@ -43,12 +42,7 @@ let bundle: Promise<WorkflowBundleWithSourceMap> | null = null;
 /** The workflow bundle, built once per test process. */
 export function workflowBundle(): Promise<WorkflowBundleWithSourceMap> {
   quietRuntime();
-  bundle ??= bundleWorkflowCode({
-    workflowsPath: WORKFLOWS_PATH,
-    logger: new DefaultLogger('WARN'),
-    // Failures raised in workflow code carry their message encrypted too (lib/failure-converter.ts).
-    failureConverterPath: FAILURE_CONVERTER_PATH,
-  });
+  bundle ??= bundleWorkflowCode(workflowBundleOptions());
   return bundle;
 }
 

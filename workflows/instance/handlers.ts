@@ -4,18 +4,7 @@
  * ignored), and update validators refuse with one sentence.
  */
 import { ApplicationFailure, condition } from '@temporalio/workflow';
-import {
-  checkRequestSchema,
-  deliverabilityAlertSchema,
-  disableRequestSchema,
-  enableRequestSchema,
-  gdprAuditSchema,
-  ipPoolRequestSchema,
-  parseRequest,
-  rotateRequestSchema,
-  sendingDomainRequestSchema,
-  stuckReportSchema,
-} from '../../contract/requests';
+import { parseRequest, requestSchemas } from '../../contract/requests';
 import type {
   CheckResult,
   DeliverabilityAlert,
@@ -74,7 +63,7 @@ export class Handlers {
 
   onEnable(payload: unknown): void {
     const e = this.e;
-    const req = this.parse('enable', enableRequestSchema, payload);
+    const req = this.parse('enable', requestSchemas().enableRequest, payload);
     if (!req) return;
     const spec = req.spec as EnableSpec;
     const refused = this.refusal ?? offboardedProblem(e.status) ?? specChangeProblem(e.status, spec);
@@ -95,7 +84,7 @@ export class Handlers {
 
   onDisable(payload: unknown): void {
     const e = this.e;
-    const req = this.parse('disable', disableRequestSchema, payload);
+    const req = this.parse('disable', requestSchemas().disableRequest, payload);
     if (!req) return;
     e.bumpGeneration();
     e.status.intent = 'disable';
@@ -107,14 +96,18 @@ export class Handlers {
   }
 
   onAlert(payload: unknown): void {
-    const alert = this.parse('deliverabilityAlert', deliverabilityAlertSchema, payload) as DeliverabilityAlert | null;
+    const alert = this.parse(
+      'deliverabilityAlert',
+      requestSchemas().deliverabilityAlert,
+      payload,
+    ) as DeliverabilityAlert | null;
     if (!alert) return;
     this.e.status.deliverabilityAlert = alert.active ? alert : null;
     this.e.setAlert(alert.active);
   }
 
   onGdprAudit(payload: unknown): void {
-    const record = this.parse('gdprAudit', gdprAuditSchema, payload) as GdprAuditRecord | null;
+    const record = this.parse('gdprAudit', requestSchemas().gdprAudit, payload) as GdprAuditRecord | null;
     if (!record) return;
     const audit = (this.e.status.gdprAudit ??= []);
     // A request reports when filed and again when verified and shredded: the later record replaces the earlier.
@@ -128,7 +121,7 @@ export class Handlers {
   }
 
   onStuck(payload: unknown): void {
-    const report = this.parse('stuck', stuckReportSchema, payload) as StuckReport | null;
+    const report = this.parse('stuck', requestSchemas().stuckReport, payload) as StuckReport | null;
     if (report) this.e.onStuck(report);
   }
 
@@ -191,7 +184,7 @@ export class Handlers {
   }
 
   validateRotate(payload: unknown): void {
-    this.require(rotateRequestSchema, payload);
+    this.require(requestSchemas().rotateRequest, payload);
     const s = this.e.status;
     if (s.state !== 'active' || s.step !== null) {
       throw new Error(
@@ -209,7 +202,7 @@ export class Handlers {
   }
 
   validateIpPool(payload: unknown): void {
-    this.require(ipPoolRequestSchema, payload);
+    this.require(requestSchemas().ipPoolRequest, payload);
     const s = this.e.status;
     if ((s.state !== 'active' && s.state !== 'disabled') || s.subaccountId === null) {
       throw new Error(`${s.instance} is ${s.state}: IP pools can be changed on an active or disabled instance`);
@@ -217,7 +210,7 @@ export class Handlers {
   }
 
   onIpPool(payload: IpPoolRequest): { requestId: string } {
-    const req = this.require(ipPoolRequestSchema, payload);
+    const req = this.require(requestSchemas().ipPoolRequest, payload);
     this.e.bumpGeneration();
     this.e.record('ip-pool', req.requestId);
     this.e.queue.push({ kind: 'ip-pool', request: { requestId: req.requestId, pool: req.pool, create: !!req.create } });
@@ -225,7 +218,7 @@ export class Handlers {
   }
 
   validateCheck(payload: unknown): void {
-    this.require(checkRequestSchema, payload);
+    this.require(requestSchemas().checkRequest, payload);
     const e = this.e;
     const s = e.status;
     if (!s.spec) throw new Error(`${s.instance} was never enabled: nothing to check`);
@@ -238,14 +231,14 @@ export class Handlers {
   }
 
   async onCheck(payload: { requestId: string; enforce: boolean }): Promise<CheckResult> {
-    const req = this.require(checkRequestSchema, payload);
+    const req = this.require(requestSchemas().checkRequest, payload);
     this.e.record('check', req.requestId);
     this.e.queue.push({ kind: 'check', request: req });
     return this.waitFor<CheckResult>(req.requestId);
   }
 
   validateSendingDomain(payload: unknown): void {
-    const req = this.require(sendingDomainRequestSchema, payload);
+    const req = this.require(requestSchemas().sendingDomainRequest, payload);
     const s = this.e.status;
     const d = s.sendingDomain ?? null;
     if (req.action === 'add') {
@@ -267,7 +260,7 @@ export class Handlers {
   }
 
   async onSendingDomain(payload: SendingDomainRequest): Promise<SendingDomainAccepted> {
-    const req = this.require(sendingDomainRequestSchema, payload);
+    const req = this.require(requestSchemas().sendingDomainRequest, payload);
     const e = this.e;
     const d = e.status.sendingDomain;
     if (req.action === 'add') {
