@@ -12,7 +12,7 @@ import { instanceFromWorkflowId, workflowIdFor } from '../lib/instance';
 import { BOUNCE_ALERT_KEY, PROTECTION_KEY, RUNNING_ENTITIES_QUERY } from '../lib/search-attributes';
 import type { SecretStore } from '../vendors/secret-manager';
 import type { SparkPostClient, Subaccount } from '../vendors/sparkpost';
-import { bounceRateOf, MAX_NOTABLE_ROWS } from '../contract/deliverability';
+import { bounceRateOf, MAX_NOTABLE_ROWS, STATS_PAGE_ROWS, sumFigures } from '../contract/deliverability';
 import type {
   AlertWebhookInput,
   DeliverabilityActivities,
@@ -117,18 +117,6 @@ function figuresOf(row: Record<string, number>): DeliverabilityFigures {
   return { ...f, bounceRate: bounceRateOf(f) };
 }
 
-function sum(rows: DeliverabilityFigures[]): DeliverabilityFigures {
-  const f = { accepted: 0, delivered: 0, bounces: 0, hardBounces: 0, targeted: 0 };
-  for (const r of rows) {
-    f.accepted += r.accepted;
-    f.delivered += r.delivered;
-    f.bounces += r.bounces;
-    f.hardBounces += r.hardBounces;
-    f.targeted += r.targeted;
-  }
-  return { ...f, bounceRate: bounceRateOf(f) };
-}
-
 /** The subaccount that stands for an instance when names repeat: active before suspended, then the newest. */
 function preferred(a: Subaccount, b: Subaccount): Subaccount {
   const active = (s: Subaccount) => (s.status === 'active' ? 1 : 0);
@@ -181,6 +169,9 @@ export function createDeliverabilityActivities(deps: DeliverabilityDeps) {
     },
 
     async fleetDeliverability(input: FleetDeliverabilityInput): Promise<FleetDeliverability> {
+      if (input.page && input.notable) {
+        throw ApplicationFailure.nonRetryable('fleetDeliverability: page and notable do not combine', 'InvalidInput');
+      }
       const [metricRows, subaccounts] = await Promise.all([
         sparkpost.getDeliverabilityBySubaccount({
           from: input.from,
@@ -200,7 +191,7 @@ export function createDeliverabilityActivities(deps: DeliverabilityDeps) {
       const rows: FleetRow[] = [];
       for (const [instance, subs] of live) {
         // Names are not unique in SparkPost: a repeated name counts all its live subaccounts.
-        const figures = sum(subs.map((s) => figuresOf(byId.get(s.id) ?? {})));
+        const figures = sumFigures(subs.map((s) => figuresOf(byId.get(s.id) ?? {})));
         const row: FleetRow = { instance, subaccountId: subs.reduce(preferred).id, ...figures };
         if (input.complaints) {
           row.complaints = subs.reduce((n, s) => n + (byId.get(s.id)?.count_spam_complaint ?? 0), 0);
@@ -222,8 +213,19 @@ export function createDeliverabilityActivities(deps: DeliverabilityDeps) {
           usedFraction: accepted / PLAN_INCLUDED_ACCEPTED,
         };
       }
-      if (!input.notable) return { rows, totals: sum(rows), plan };
+      if (input.page) {
+        // SparkPost cannot page by-subaccount metrics by name: every page reads them all and returns its slice.
+        const size = Math.max(1, Math.min(STATS_PAGE_ROWS, Math.floor(input.page.size) || 1));
+        const after = input.page.after;
+        const start = after === null ? 0 : rows.findIndex((r) => r.instance > after);
+        const page = start < 0 ? [] : rows.slice(start, start + size);
+        const more = start >= 0 && start + size < rows.length;
+        const next = more ? page[page.length - 1].instance : null;
+        return { rows: page, totals: sumFigures(rows), plan, listed: rows.length, next };
+      }
+      if (!input.notable) return { rows, totals: sumFigures(rows), plan };
       const { minAccepted, thresholdRate, include } = input.notable;
+      const limit = Math.max(1, Math.min(MAX_NOTABLE_ROWS, Math.floor(input.notable.limit ?? MAX_NOTABLE_ROWS) || 1));
       const named = new Set(include);
       const first = (r: FleetRow) =>
         named.has(r.instance) || (r.accepted >= minAccepted && r.bounceRate >= thresholdRate);
@@ -234,9 +236,9 @@ export function createDeliverabilityActivities(deps: DeliverabilityDeps) {
           .filter((r) => !first(r) && noisy(r))
           .sort((a, b) => b.hardBounces + (b.complaints ?? 0) - (a.hardBounces + (a.complaints ?? 0))),
       ];
-      const kept = ranked.slice(0, MAX_NOTABLE_ROWS);
+      const kept = ranked.slice(0, limit);
       kept.sort((a, b) => (a.instance < b.instance ? -1 : a.instance > b.instance ? 1 : 0));
-      return { rows: kept, totals: sum(rows), plan, listed: rows.length, omitted: ranked.length - kept.length };
+      return { rows: kept, totals: sumFigures(rows), plan, listed: rows.length, omitted: ranked.length - kept.length };
     },
 
     async flaggedInstances(input: { confirm?: string[]; listed?: string[] } = {}): Promise<string[]> {

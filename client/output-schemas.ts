@@ -296,7 +296,11 @@ const planUsage = follows<PlanUsage>()(
   z.looseObject({ included: count, from: timestamp, accepted: count, usedFraction: z.number().nonnegative() }),
 );
 
-/** `stats [instance]`: one instance's figures, or the fleet's rows, totals and plan usage (DeliverabilityStats). */
+/**
+ * `stats [instance]`: one instance's figures, or the fleet's totals, plan usage and the rows needing attention (at
+ * most a page; `listed` counts the fleet, `omitted` the problem rows left out). `stats --all --json` prints the same
+ * fleet shape with every row, `omitted` 0 and no plan (DeliverabilityStats).
+ */
 export const statsDocument = follows<DeliverabilityStats>()(
   z.union([
     z.looseObject({
@@ -314,11 +318,18 @@ export const statsDocument = follows<DeliverabilityStats>()(
       from: timestamp,
       to: timestamp.nullable(),
       rows: z.array(fleetRow),
+      listed: count.describe('instances measured'),
+      omitted: count.describe('rows needing attention beyond the ones listed (see stats --all)'),
       totals: figures,
       plan: planUsage.nullable(),
     }),
   ]),
 ).meta({ title: 'smtpctl stats' });
+
+/** A line of `stats --all --ndjson`: one instance's row (FleetRow). */
+export const statsNdjsonLine = follows<FleetRow>()(fleetRow.extend({ schemaVersion })).meta({
+  title: 'smtpctl stats --all --ndjson line',
+});
 
 /** `alerts schedule`: the bounce-alert Schedule as created or updated (never the webhook URL). */
 export const alertsScheduleDocument = z
@@ -606,6 +617,7 @@ export const OUTPUT_SCHEMAS = {
   offboard: offboardDocument,
   'offboard-receipt': offboardReceiptDocument,
   stats: statsDocument,
+  'stats-ndjson-line': statsNdjsonLine,
   'alerts-schedule': alertsScheduleDocument,
   'alerts-run-once': alertsRunOnceDocument,
   'check-fleet-schedule': checkFleetScheduleDocument,

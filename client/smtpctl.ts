@@ -167,7 +167,7 @@ export const COMMAND_MODULES: LazyCommandModule[] = [
         name: 'stats',
         term: 'stats [options] [instance]',
         description:
-          'accepted, delivered, bounce counts and bounce rate from SparkPost metrics (no instance: the fleet)',
+          'SparkPost figures of an instance; of the fleet, totals and the instances needing attention (--all: every row)',
       },
       { name: 'alerts', term: 'alerts', description: 'the bounce-rate alert over every instance' },
     ],

@@ -29,6 +29,19 @@ export interface DeliverabilityFigures {
   bounceRate: number;
 }
 
+/** The sum of several figures, with the bounce rate of the sum (not a mean of rates). */
+export function sumFigures(rows: readonly DeliverabilityFigures[]): DeliverabilityFigures {
+  const f = { accepted: 0, delivered: 0, bounces: 0, hardBounces: 0, targeted: 0 };
+  for (const r of rows) {
+    f.accepted += r.accepted;
+    f.delivered += r.delivered;
+    f.bounces += r.bounces;
+    f.hardBounces += r.hardBounces;
+    f.targeted += r.targeted;
+  }
+  return { ...f, bounceRate: bounceRateOf(f) };
+}
+
 /** Input of instanceDeliverability. Times are ISO 8601 (SparkPost reads them to the minute, UTC). */
 export interface InstanceDeliverabilityInput {
   subaccountId: number;
@@ -50,11 +63,35 @@ export interface FleetDeliverabilityInput {
    * crossing the threshold, those with hard bounces or complaints, and those named in `include` (flagged or on a
    * protection rung), at most MAX_NOTABLE_ROWS, crossing and included ones first. `listed` still counts them all.
    */
-  notable?: { minAccepted: number; thresholdRate: number; include: string[] };
+  notable?: {
+    minAccepted: number;
+    thresholdRate: number;
+    include: string[];
+    /** Fewer rows than MAX_NOTABLE_ROWS (the stats summary keeps no more than a page). */
+    limit?: number;
+  };
+  /**
+   * Return one page of every row instead (not with `notable`): the rows whose instance sorts after `after` (null:
+   * from the first), at most `size` (1..STATS_PAGE_ROWS). A name, not an offset, so a fleet that changes between
+   * pages never repeats a row. `next` says where the following page starts.
+   */
+  page?: { after: string | null; size: number };
 }
 
 /** Most rows a `notable` fleet read returns (about 150 bytes each: well under Temporal's payload limits). */
 export const MAX_NOTABLE_ROWS = 1000;
+
+/**
+ * Most rows in one page of `smtpctl stats --all`, and in the fleet summary of `smtpctl stats` (issue 12: no fleet
+ * payload larger than a page; 500 rows are about 75 KiB).
+ */
+export const STATS_PAGE_ROWS = 500;
+
+/** Bounce rate at which an instance alerts (or is a problem row of `stats`) unless told otherwise. */
+export const DEFAULT_THRESHOLD_RATE = 0.05;
+
+/** Fewest accepted messages in the window for an instance to alert (or cross in `stats`) unless told otherwise. */
+export const DEFAULT_MIN_ACCEPTED = 100;
 
 /** One instance in the fleet figures: a non-terminated subaccount, named like the instance. */
 export interface FleetRow extends DeliverabilityFigures {
@@ -82,8 +119,10 @@ export interface FleetDeliverability {
   rows: FleetRow[];
   /** Instances measured (with `notable`, also those whose rows were left out). */
   listed?: number;
-  /** With `notable`: notable rows beyond MAX_NOTABLE_ROWS, left out. */
+  /** With `notable`: notable rows beyond the limit (MAX_NOTABLE_ROWS unless lower), left out. */
   omitted?: number;
+  /** With `page`: the last instance of this page when more rows follow (the next page's `after`), else null. */
+  next?: string | null;
   /** Sum of the rows. */
   totals: DeliverabilityFigures;
   /** Null when not asked for. */

@@ -7,6 +7,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { temporal } from '@temporalio/proto';
 import { workflowIdFor } from '../lib/instance';
+import { SparkPostClient } from '../vendors/sparkpost';
 import { World, specFor } from '../test/helpers/world';
 
 const OUT = path.resolve(__dirname, '..', 'test', 'histories');
@@ -43,9 +44,35 @@ async function main(): Promise<void> {
     await world.env.client.workflow.getHandle(workflowIdFor(o.name)).signal('disable');
     await wait(await lane.client.disable(o.name, 'capture'));
 
+    // fleet stats over three subaccounts (one with a hard bounce): replay-stats.json
+    const sp = new SparkPostClient({ baseUrl: world.stack.sparkpost.url, apiKey: world.stack.operatorKey });
+    for (const name of ['alpha', 'bravo', 'charlie']) {
+      const id = (await sp.createSubaccount(name)).id;
+      world.stack.sparkpost.recordAccepted({
+        subaccountId: id,
+        keyId: 'seed',
+        from: `noreply@${name}.example.com`,
+        to: ['a@x.example.com', 'b@x.example.com'],
+        subject: 's',
+      });
+      if (name === 'bravo') {
+        world.stack.sparkpost.addEvents(id, [
+          { type: 'injection', rcpt_to: 'c@x.example.com' },
+          { type: 'bounce', rcpt_to: 'c@x.example.com', bounce_class: '10' },
+        ]);
+      }
+    }
+    const statsId = 'managed-smtp-stats/fleet/replay';
+    await world.env.client.workflow.execute('deliverabilityStatsWorkflow', {
+      taskQueue: lane.taskQueue,
+      workflowId: statsId,
+      args: [{ from: new Date(Date.now() - 3600_000).toISOString() }],
+    });
+
     mkdirSync(OUT, { recursive: true });
-    for (const name of [a.name, c.name, f.name, o.name]) {
-      const history = await world.env.client.workflow.getHandle(workflowIdFor(name)).fetchHistory();
+    const captured: Array<[string, string]> = [a.name, c.name, f.name, o.name].map((n) => [n, workflowIdFor(n)]);
+    for (const [name, workflowId] of [...captured, ['replay-stats', statsId]]) {
+      const history = await world.env.client.workflow.getHandle(workflowId).fetchHistory();
       const file = path.join(OUT, `${name}.json`);
       // Proto JSON through the generated codec (bytes as base64, 64-bit ints as strings), loadable with fromObject.
       const { History } = temporal.api.history.v1;

@@ -141,6 +141,8 @@ describe('smtpctl output for tooling', { timeout: 900_000 }, () => {
           bounceRate: '10%',
         },
       ],
+      listed: 1,
+      omitted: 0,
       totals: { accepted: 10, delivered: 9, bounces: 1, hardBounces: 0, targeted: 10, bounceRate: 0.1 },
       plan: null,
     };
@@ -168,6 +170,7 @@ describe('smtpctl output for tooling', { timeout: 900_000 }, () => {
       ['offboard', 'a'],
       ['offboard', 'a', '--wait'],
       ['stats'],
+      ['stats', '--all', '--ndjson'],
       ['alerts', 'schedule'],
       ['alerts', 'run-once'],
       ['sending-domain', 'add', 'a', 'mail.acme.com'],

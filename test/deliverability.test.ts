@@ -1,6 +1,7 @@
 /**
  * Deliverability on a real Temporal dev server against the emulators: `stats` figures for one instance and the fleet
- * equal what the SparkPost emulator recorded; the bounce alert fires once per episode (one webhook POST, the entity's
+ * equal what the SparkPost emulator recorded; the fleet summary stays small at 5,000 instances and `stats --all`
+ * pages through every row exactly once; the bounce alert fires once per episode (one webhook POST, the entity's
  * status and search attribute) across runs, never for quiet or low-volume instances, and clears; an instance
  * without a workflow is reported, not fatal; the webhook URL never leaks; the Schedule is created and updated.
  */
@@ -8,13 +9,14 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { ApplicationFailure } from '@temporalio/common';
 import { temporal } from '@temporalio/proto';
-import { bundleWorkflowCode, DefaultLogger, Worker } from '@temporalio/worker';
+import { bundleWorkflowCode, DefaultLogger, Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { createActivities } from '../activities';
 import { ALERT_WEBHOOK_FAILED, createDeliverabilityActivities } from '../activities/deliverability';
 import { ManagedSmtpClient } from '../client';
 import {
   BOUNCE_ALERT_SCHEDULE_ID,
   ensureBounceAlertSchedule,
+  fleetStatsPages,
   runBounceAlertOnce,
 } from '../client/commands/deliverability';
 import { runCli, type Io } from '../client/smtpctl';
@@ -22,7 +24,15 @@ import { WebhookReceiver } from '../emulators/webhook-receiver';
 import { workflowIdFor } from '../lib/instance';
 import { BOUNCE_ALERT_KEY } from '../lib/search-attributes';
 import { SparkPostClient } from '../vendors/sparkpost';
-import type { BounceAlertInput, BounceAlertSummary, DeliverabilityStats, FleetRow } from '../workflows/deliverability';
+import {
+  STATS_PAGE_ROWS,
+  type BounceAlertInput,
+  type BounceAlertSummary,
+  type DeliverabilityStats,
+  type FleetRow,
+  type FleetStatsPage,
+} from '../workflows/deliverability';
+import type { DeliverabilitySparkPostApi } from '../activities/deliverability';
 import { assertCliOutput } from './helpers/json-schema';
 import { uniqueTaskQueue } from './helpers/temporal';
 import { World, specFor } from './helpers/world';
@@ -54,6 +64,37 @@ function recorded(world: World, subaccountId: number, sinceMs: number) {
   };
 }
 
+/** Bytes of a value as a JSON payload. */
+const bytes = (x: unknown) => Buffer.byteLength(JSON.stringify(x));
+
+/**
+ * A fake SparkPost with `quiet` instances of steady traffic (200 accepted each; `noisy: true` gives each one hard
+ * bounce) plus `extra` subaccounts and metric rows: the 5,000-instance fleet of the size tests.
+ */
+function bigFleet(
+  quiet: number,
+  extra: { subaccounts?: Array<{ id: number; name: string }>; rows?: Array<Record<string, number>> } = {},
+  noisy = false,
+): DeliverabilitySparkPostApi {
+  const subs = Array.from({ length: quiet }, (_, i) => ({ id: 100 + i, name: `quiet-${String(i).padStart(4, '0')}` }));
+  const live = (s: { id: number; name: string }) => ({ ...s, status: 'active' as const, complianceStatus: 'active' });
+  return {
+    listSubaccounts: async () => [...subs, ...(extra.subaccounts ?? [])].map(live),
+    getDeliverabilityBySubaccount: async () => [
+      ...subs.map((q) => ({
+        subaccount_id: q.id,
+        count_accepted: 200,
+        count_delivered: 200,
+        count_targeted: noisy ? 201 : 200,
+        count_bounce: noisy ? 1 : 0,
+        count_hard_bounce: noisy ? 1 : 0,
+      })),
+      ...((extra.rows ?? []) as Array<Record<string, number> & { subaccount_id: number }>),
+    ],
+    getDeliverability: async () => ({ count_accepted: 1_000_000 }),
+  };
+}
+
 /** Byte-level JSON of a history with payload data decoded, so any plain-text value in it can be searched. */
 async function historyText(world: World, workflowId: string): Promise<string> {
   const history = await world.env.client.workflow.getHandle(workflowId).fetchHistory();
@@ -66,6 +107,7 @@ describe('deliverability: stats and bounce alerts', { timeout: 150_000 }, () => 
   let receiver: WebhookReceiver;
   let worker: Worker;
   let running: Promise<void>;
+  let bundle: WorkflowBundleWithSourceMap;
   let client: ManagedSmtpClient;
   let sparkpost: SparkPostClient;
   const taskQueue = uniqueTaskQueue('deliverability');
@@ -79,14 +121,15 @@ describe('deliverability: stats and bounce alerts', { timeout: 150_000 }, () => 
     process.env.MANAGED_SMTP_TASK_QUEUE = taskQueue;
     const deps = world.deps(taskQueue);
     sparkpost = new SparkPostClient({ baseUrl: world.stack.sparkpost.url, apiKey: world.stack.operatorKey });
+    bundle = await bundleWorkflowCode({
+      workflowsPath: require.resolve('./fixtures/deliverability-workflows'),
+      logger: new DefaultLogger('WARN'),
+    });
     worker = await Worker.create({
       connection: world.env.nativeConnection,
       namespace: 'default',
       taskQueue,
-      workflowBundle: await bundleWorkflowCode({
-        workflowsPath: require.resolve('./fixtures/deliverability-workflows'),
-        logger: new DefaultLogger('WARN'),
-      }),
+      workflowBundle: bundle,
       activities: {
         ...createActivities(deps),
         ...createDeliverabilityActivities({ sparkpost, temporal: world.env.client, secrets: deps.secrets }),
@@ -233,20 +276,40 @@ describe('deliverability: stats and bounce alerts', { timeout: 150_000 }, () => 
     assert.equal(fleet.scope, 'fleet');
     assert.deepEqual(
       fleet.rows.map((r) => r.instance),
-      ['bouncy', 'orphan', 'quiet', 'trickle'],
-      'every live subaccount by name; the terminated one is left out',
+      ['bouncy', 'orphan', 'trickle'],
+      'the summary keeps the rows needing attention: over the threshold (bouncy, orphan), hard bounces (trickle)',
     );
-    for (const row of fleet.rows) {
+    assert.equal(fleet.listed, 4, 'every live subaccount is measured; the terminated one is left out');
+    assert.equal(fleet.omitted, 0);
+
+    // Every row, through the page workflow (two pages of two).
+    const pages: FleetStatsPage[] = [];
+    for await (const page of fleetStatsPages(client, { from, size: 2 })) pages.push(page);
+    assert.deepEqual(
+      pages.map((p) => [p.rows.map((r) => r.instance), p.next, p.listed]),
+      [
+        [['bouncy', 'orphan'], 'orphan', 4],
+        [['quiet', 'trickle'], null, 4],
+      ],
+    );
+    const rows = pages.flatMap((p) => p.rows);
+    for (const row of rows) {
       assert.deepEqual(row, {
         instance: row.instance,
         subaccountId: subaccounts[row.instance],
         ...recorded(world, subaccounts[row.instance], since),
+        complaints: 0,
       });
     }
-    const quiet = fleet.rows.find((r) => r.instance === 'quiet')!;
+    assert.deepEqual(
+      fleet.rows,
+      rows.filter((r) => r.instance !== 'quiet'),
+      'summary rows are the rows themselves',
+    );
+    const quiet = rows.find((r) => r.instance === 'quiet')!;
     assert.equal(quiet.bounces, 0, 'the old bounce is outside the window');
-    const sum = (k: keyof FleetRow) => fleet.rows.reduce((a, r) => a + (r[k] as number), 0);
-    assert.equal(fleet.totals.accepted, sum('accepted'));
+    const sum = (k: keyof FleetRow) => rows.reduce((a, r) => a + (r[k] as number), 0);
+    assert.equal(fleet.totals.accepted, sum('accepted'), 'the totals cover every row, shown or not');
     assert.equal(fleet.totals.bounces, sum('bounces'));
 
     const now = new Date();
@@ -274,17 +337,52 @@ describe('deliverability: stats and bounce alerts', { timeout: 150_000 }, () => 
     );
     assert.equal(one.out.trim().split('\n').length, 1, 'one JSON document');
 
-    const fleet = await cli('stats', '--json');
+    const fleet = await cli('stats', '--json', '--from', '1h');
     assert.equal(fleet.code, 0, fleet.err);
     const f = JSON.parse(fleet.out);
     assert.equal(f.scope, 'fleet');
     assert.equal(f.rows.find((r: FleetRow) => r.instance === 'bouncy').bounces, 35);
     assert.equal(f.plan.included, 250_000);
 
+    assert.deepEqual([f.listed, f.omitted], [4, 0]);
+    assert.equal(
+      f.rows.find((r: FleetRow) => r.instance === 'quiet'),
+      undefined,
+      'a quiet instance is not listed',
+    );
+    // Over 24 h quiet's old hard bounce is in the window: it needs attention then.
+    const day = JSON.parse((await cli('stats', '--json')).out);
+    assert.equal(day.rows.find((r: FleetRow) => r.instance === 'quiet')?.hardBounces, 1);
+
     const human = await cli('stats', '--from', '2h');
     assert.equal(human.code, 0, human.err);
-    assert.match(human.out, /^bouncy\s+\d+\s+151\s+151\s+35\s+30\s+18\.8%$/m);
+    assert.match(human.out, /^4 instances, since \S+; 3 need attention \(/m);
+    assert.match(human.out, /^bouncy\s+\d+\s+151\s+151\s+35\s+30\s+0\s+18\.8%$/m);
     assert.match(human.out, /^plan: \d+ of 250000 accepted emails included this month/m);
+    assert.doesNotMatch(human.out, /^quiet/m);
+
+    const all = await cli('stats', '--all', '--json', '--from', '1h');
+    assert.equal(all.code, 0, all.err);
+    const a = JSON.parse(all.out);
+    assert.deepEqual(
+      a.rows.map((r: FleetRow) => r.instance),
+      ['bouncy', 'orphan', 'quiet', 'trickle'],
+    );
+    assert.deepEqual([a.scope, a.listed, a.omitted, a.plan], ['fleet', 4, 0, null]);
+    assert.equal(a.totals.accepted, f.totals.accepted, 'the same totals as the summary');
+    const lines = await cli('stats', '--all', '--ndjson', '--from', '2h');
+    assert.equal(lines.code, 0, lines.err);
+    assert.deepEqual(
+      lines.out
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l).instance),
+      ['bouncy', 'orphan', 'quiet', 'trickle'],
+    );
+    const allHuman = await cli('stats', '--all', '--from', '2h');
+    assert.equal(allHuman.code, 0, allHuman.err);
+    assert.match(allHuman.out, /^4 instances, since /);
+    assert.match(allHuman.out, /^quiet\s+\d+\s+201\s+201\s+0\s+0\s+0\s+0\.0%$/m);
 
     const none = await cli('stats', 'nosuch', '--json');
     assert.equal(none.code, 1);
@@ -295,6 +393,9 @@ describe('deliverability: stats and bounce alerts', { timeout: 150_000 }, () => 
       [['stats', '--from', 'yesterday'], '--from'],
       [['stats', '--from', '2999-01-01T00:00Z'], '--from'],
       [['stats', 'Not_An_Instance'], 'instance'],
+      [['stats', 'quiet', '--all'], '--all'],
+      [['stats', '--ndjson'], '--ndjson'],
+      [['stats', '--threshold', '0'], '--threshold'],
       [['alerts', 'run-once', '--threshold', '2'], '--threshold'],
       [['alerts', 'run-once', '--min-accepted', '-1'], '--min-accepted'],
       [['alerts', 'schedule', '--interval', '30s'], '--interval'],
@@ -375,28 +476,19 @@ describe('deliverability: stats and bounce alerts', { timeout: 150_000 }, () => 
   });
 
   test('the bounce alert reads only notable rows: 5,000 quiet instances do not grow its payload', async () => {
-    const quiet = Array.from({ length: 5000 }, (_, i) => ({
-      id: 100 + i,
-      name: `quiet-${String(i).padStart(4, '0')}`,
-      status: 'active' as const,
-      complianceStatus: 'active',
-    }));
     const acts = createDeliverabilityActivities({
       now: () => new Date('2026-03-17T12:00:00Z'),
-      sparkpost: {
-        listSubaccounts: async () => [
-          ...quiet,
-          { id: 1, name: 'bouncy', status: 'active', complianceStatus: 'active' },
-          { id: 2, name: 'one-hard', status: 'active', complianceStatus: 'active' },
-          { id: 3, name: 'flagged', status: 'active', complianceStatus: 'active' },
+      sparkpost: bigFleet(5000, {
+        subaccounts: [
+          { id: 1, name: 'bouncy' },
+          { id: 2, name: 'one-hard' },
+          { id: 3, name: 'flagged' },
         ],
-        getDeliverabilityBySubaccount: async () => [
-          ...quiet.map((q) => ({ subaccount_id: q.id, count_accepted: 200, count_targeted: 200 })),
+        rows: [
           { subaccount_id: 1, count_accepted: 150, count_bounce: 40, count_hard_bounce: 30, count_targeted: 190 },
           { subaccount_id: 2, count_accepted: 10, count_bounce: 1, count_hard_bounce: 1, count_targeted: 11 },
         ],
-        getDeliverability: async () => ({}),
-      },
+      }),
     });
     const from = '2026-03-17T11:00:00Z';
     const all = await acts.fleetDeliverability({ from, plan: false, complaints: true });
@@ -414,9 +506,117 @@ describe('deliverability: stats and bounce alerts', { timeout: 150_000 }, () => 
     assert.equal(notable.listed, 5003);
     assert.equal(notable.omitted, 0);
     assert.deepEqual(notable.totals, all.totals, 'the totals still cover the whole fleet');
-    const bytes = (x: unknown) => Buffer.byteLength(JSON.stringify(x));
     assert.ok(bytes(all) > 256 * 1024, `the whole fleet's rows are ${bytes(all)} bytes`);
     assert.ok(bytes(notable) < 2048, `the notable rows are ${bytes(notable)} bytes`);
+  });
+
+  test('fleet stats at 5,003 instances: the summary stays small, and --all pages through every row once', async () => {
+    // A second worker on its own queue, reading a fake 5,003-instance SparkPost (the real visibility for flags).
+    const bigQueue = uniqueTaskQueue('stats-5000');
+    const big = await Worker.create({
+      connection: world.env.nativeConnection,
+      namespace: 'default',
+      taskQueue: bigQueue,
+      workflowBundle: bundle,
+      activities: createDeliverabilityActivities({
+        temporal: world.env.client,
+        sparkpost: bigFleet(5000, {
+          subaccounts: [
+            { id: 1, name: 'big-bouncy' },
+            { id: 2, name: 'big-one-hard' },
+            { id: 3, name: 'big-complained' },
+          ],
+          rows: [
+            { subaccount_id: 1, count_accepted: 150, count_bounce: 40, count_hard_bounce: 30, count_targeted: 190 },
+            { subaccount_id: 2, count_accepted: 10, count_bounce: 1, count_hard_bounce: 1, count_targeted: 11 },
+            { subaccount_id: 3, count_accepted: 300, count_targeted: 300, count_spam_complaint: 2 },
+          ],
+        }),
+      }),
+      shutdownGraceTime: '1s',
+    });
+    const bigRunning = big.run();
+    const savedQueue = process.env.MANAGED_SMTP_TASK_QUEUE;
+    try {
+      const bigClient = new ManagedSmtpClient(world.env.client, bigQueue);
+      const from = new Date(Date.now() - HOUR).toISOString();
+      const summary = (await world.env.client.workflow.execute('deliverabilityStatsWorkflow', {
+        taskQueue: bigQueue,
+        workflowId: `stats-test-5000-${Date.now()}`,
+        args: [{ from }],
+      })) as Extract<DeliverabilityStats, { scope: 'fleet' }>;
+      assert.deepEqual(
+        summary.rows.map((r) => r.instance),
+        ['big-bouncy', 'big-complained', 'big-one-hard'],
+      );
+      assert.deepEqual([summary.listed, summary.omitted], [5003, 0]);
+      assert.equal(summary.totals.accepted, 5000 * 200 + 150 + 10 + 300, 'the totals cover the whole fleet');
+
+      const pages: FleetStatsPage[] = [];
+      for await (const page of fleetStatsPages(bigClient, { from })) pages.push(page);
+      const rows = pages.flatMap((p) => p.rows);
+      const largestPage = Math.max(...pages.map(bytes));
+      process.stdout.write(
+        `# stats at 5,003 instances: summary ${bytes(summary)} bytes; every row ${bytes(rows)} bytes in ` +
+          `${pages.length} pages of at most ${largestPage} bytes\n`,
+      );
+      assert.equal(pages.length, Math.ceil(5003 / STATS_PAGE_ROWS));
+      assert.ok(bytes(rows) > 256 * 1024, `every row is ${bytes(rows)} bytes`);
+      assert.ok(bytes(summary) < 64 * 1024, `the summary is ${bytes(summary)} bytes`);
+      assert.ok(largestPage < 96 * 1024, `the largest page is ${largestPage} bytes`);
+
+      // The CLI: every row exactly once, in instance order, through pages.
+      process.env.MANAGED_SMTP_TASK_QUEUE = bigQueue;
+      const lines = await cli('stats', '--all', '--ndjson', '--from', '1h');
+      assert.equal(lines.code, 0, lines.err);
+      const names = lines.out
+        .trim()
+        .split('\n')
+        .map((l) => (JSON.parse(l) as FleetRow).instance);
+      const expected = [...rows.map((r) => r.instance)].sort();
+      assert.equal(names.length, 5003);
+      assert.equal(new Set(names).size, 5003, 'no row twice');
+      assert.deepEqual(names, expected, 'every row, in order');
+      const doc = await cli('stats', '--all', '--json', '--from', '1h');
+      assert.equal(doc.code, 0, doc.err);
+      const d = JSON.parse(doc.out);
+      assert.deepEqual(
+        d.rows.map((r: FleetRow) => r.instance),
+        expected,
+      );
+      assert.deepEqual([d.listed, d.omitted, d.totals.accepted], [5003, 0, summary.totals.accepted]);
+      const one = await cli('stats', '--json', '--from', '1h');
+      assert.equal(one.code, 0, one.err);
+      assert.ok(Buffer.byteLength(one.out) < 64 * 1024);
+    } finally {
+      if (savedQueue === undefined) delete process.env.MANAGED_SMTP_TASK_QUEUE;
+      else process.env.MANAGED_SMTP_TASK_QUEUE = savedQueue;
+      big.shutdown();
+      await bigRunning;
+    }
+  });
+
+  test('the fleet summary keeps at most a page of rows when every instance needs attention', async () => {
+    const acts = createDeliverabilityActivities({ sparkpost: bigFleet(5000, {}, true) });
+    const from = '2026-03-17T11:00:00Z';
+    const notable = { minAccepted: 100, thresholdRate: 0.05, include: [], limit: STATS_PAGE_ROWS };
+    const summary = await acts.fleetDeliverability({ from, plan: false, complaints: true, notable });
+    assert.equal(summary.rows.length, STATS_PAGE_ROWS);
+    assert.deepEqual([summary.listed, summary.omitted], [5000, 5000 - STATS_PAGE_ROWS]);
+    const page = await acts.fleetDeliverability({
+      from,
+      plan: false,
+      complaints: true,
+      page: { after: null, size: 500 },
+    });
+    assert.ok(bytes(summary) <= bytes(page) + 256, `summary ${bytes(summary)} bytes, a page ${bytes(page)}`);
+    assert.ok(bytes(summary) < 96 * 1024);
+    // A page past the end is empty, a size beyond the bound is clamped.
+    const past = await acts.fleetDeliverability({ from, plan: false, page: { after: 'zzz', size: 10 } });
+    assert.deepEqual([past.rows, past.next], [[], null]);
+    const clamped = await acts.fleetDeliverability({ from, plan: false, page: { after: null, size: 1e9 } });
+    assert.equal(clamped.rows.length, STATS_PAGE_ROWS);
+    assert.equal(clamped.next, clamped.rows[STATS_PAGE_ROWS - 1].instance);
   });
 
   test('the webhook: Slack JSON, non-2xx is retryable, and the URL never appears in an error', async () => {

@@ -2,7 +2,9 @@
  * Deliverability: SparkPost's figures for one instance or the whole fleet, and the bounce-rate alert.
  *
  * - `deliverabilityStatsWorkflow` reads the figures (the worker holds the SparkPost key, the CLI does not); `smtpctl
- *   stats` executes it and prints the result.
+ *   stats` executes it and prints the result. For the fleet that is a summary: totals, plan usage and the problem
+ *   rows only (as the bounce alert picks them), so the result does not grow with the fleet (issue 12).
+ * - `fleetStatsPageWorkflow` reads one page of every instance's row; `smtpctl stats --all` runs it page by page.
  * - `bounceAlertWorkflow` runs from the Temporal Schedule `managed-smtp-bounce-alerts` (or `smtpctl alerts run-once`):
  *   one fleet-wide metrics call, then for every instance whose bounce rate crosses the threshold with enough volume
  *   and that is not already flagged, it flags the instance's entity workflow (`deliverabilityAlert` signal, which
@@ -22,7 +24,15 @@ import { protectionSignal } from '../contract/messages';
 import type { ProtectionRequest } from '../contract/types';
 
 export * from '../contract/deliverability';
-import { alertClearText, alertRaiseText, slackMessage, ZERO_FIGURES } from '../contract/deliverability';
+import {
+  alertClearText,
+  alertRaiseText,
+  DEFAULT_MIN_ACCEPTED,
+  DEFAULT_THRESHOLD_RATE,
+  slackMessage,
+  STATS_PAGE_ROWS,
+  ZERO_FIGURES,
+} from '../contract/deliverability';
 import type {
   BounceAlertInput,
   BounceAlertSummary,
@@ -52,6 +62,10 @@ export interface DeliverabilityStatsInput {
   /** ISO 8601 start of the window. */
   from: string;
   to?: string;
+  /** Fleet: the bounce rate (0, 1] at which a row is a problem, with minAccepted. Default DEFAULT_THRESHOLD_RATE. */
+  thresholdRate?: number;
+  /** Fleet: fewest accepted messages for a row to cross thresholdRate. Default DEFAULT_MIN_ACCEPTED. */
+  minAccepted?: number;
 }
 
 /** What deliverabilityStatsWorkflow returns. */
@@ -64,6 +78,28 @@ export type DeliverabilityStats =
       to: string | null;
     } & DeliverabilityFigures)
   | ({ scope: 'fleet'; from: string; to: string | null } & FleetDeliverability);
+
+/** Input of fleetStatsPageWorkflow. */
+export interface FleetStatsPageInput {
+  /** ISO 8601 start of the window. */
+  from: string;
+  to?: string;
+  /** The `next` of the previous page; null for the first. */
+  after: string | null;
+  /** Rows in the page, 1..STATS_PAGE_ROWS. Default STATS_PAGE_ROWS. */
+  size?: number;
+}
+
+/** One page of every instance's row (with complaints), sorted by instance. */
+export interface FleetStatsPage {
+  from: string;
+  to: string | null;
+  rows: FleetRow[];
+  /** Instances in the fleet when this page was read. */
+  listed: number;
+  /** The `after` of the next page, or null when this is the last. */
+  next: string | null;
+}
 
 function invalidInput(message: string): ApplicationFailure {
   return ApplicationFailure.nonRetryable(message, 'InvalidInput');
@@ -95,19 +131,61 @@ export async function deliverabilityStatsWorkflow(input: DeliverabilityStatsInpu
     };
   }
   if (input.instance !== undefined) throw invalidInput('an instance needs its subaccountId');
+  if (patched('stats-notable-rows')) {
+    // The whole fleet's rows were 700 KiB at 5,000 instances: the summary keeps the rows the bounce alert would
+    // act on, at most a page of them; `smtpctl stats --all` pages through the rest (fleetStatsPageWorkflow).
+    const thresholdRate = input.thresholdRate ?? DEFAULT_THRESHOLD_RATE;
+    const minAccepted = input.minAccepted ?? DEFAULT_MIN_ACCEPTED;
+    checkNotable(thresholdRate, minAccepted);
+    const { flagged, onRung } = await watchedInstances();
+    const notable = { minAccepted, thresholdRate, include: [...flagged, ...onRung], limit: STATS_PAGE_ROWS };
+    const fleet = await reads.fleetDeliverability({ from, to, plan: true, complaints: true, notable });
+    return { scope: 'fleet', from, to: to ?? null, ...fleet };
+  }
   const fleet = await reads.fleetDeliverability({ from, to, plan: true });
   return { scope: 'fleet', from, to: to ?? null, ...fleet };
+}
+
+/**
+ * One page of every instance's SparkPost figures: the rows after `after`, at most `size`. A workflow per page keeps
+ * every payload (activity result and workflow result) to one page however large the fleet.
+ */
+export async function fleetStatsPageWorkflow(input: FleetStatsPageInput): Promise<FleetStatsPage> {
+  const from = checkTime(input?.from, 'from');
+  if (from === undefined) throw invalidInput('from is required');
+  const to = checkTime(input.to, 'to');
+  const after = input.after ?? null;
+  // A subaccount name (SparkPost allows up to 1,024 characters), as the previous page's `next` gave it.
+  if (after !== null && (typeof after !== 'string' || after === '' || after.length > 1024)) {
+    throw invalidInput('after must be an instance name or null');
+  }
+  const size = input.size ?? STATS_PAGE_ROWS;
+  if (!Number.isSafeInteger(size) || size < 1 || size > STATS_PAGE_ROWS) {
+    throw invalidInput(`size must be a whole number from 1 to ${STATS_PAGE_ROWS}`);
+  }
+  const page = await reads.fleetDeliverability({ from, to, plan: false, complaints: true, page: { after, size } });
+  return { from, to: to ?? null, rows: page.rows, listed: page.listed ?? page.rows.length, next: page.next ?? null };
+}
+
+function checkNotable(thresholdRate: unknown, minAccepted: unknown): void {
+  if (typeof thresholdRate !== 'number' || !(thresholdRate > 0 && thresholdRate <= 1)) {
+    throw invalidInput('thresholdRate must be a number in (0, 1]');
+  }
+  if (typeof minAccepted !== 'number' || !Number.isSafeInteger(minAccepted) || minAccepted < 0) {
+    throw invalidInput('minAccepted must be a non-negative integer');
+  }
+}
+
+/** Instances flagged by the bounce alert and those on a protection rung: notable whatever their figures. */
+async function watchedInstances(): Promise<{ flagged: string[]; onRung: string[] }> {
+  const [flagged, onRung] = await Promise.all([reads.flaggedInstances({}), reads.protectedInstances()]);
+  return { flagged, onRung };
 }
 
 function checkAlertInput(input: BounceAlertInput): void {
   if (!input || typeof input !== 'object') throw invalidInput('missing input');
   const { thresholdRate, minAccepted, windowHours } = input;
-  if (typeof thresholdRate !== 'number' || !(thresholdRate > 0 && thresholdRate <= 1)) {
-    throw invalidInput('thresholdRate must be a number in (0, 1]');
-  }
-  if (!Number.isSafeInteger(minAccepted) || minAccepted < 0) {
-    throw invalidInput('minAccepted must be a non-negative integer');
-  }
+  checkNotable(thresholdRate, minAccepted);
   if (typeof windowHours !== 'number' || !(windowHours > 0 && windowHours <= 24 * 31)) {
     throw invalidInput('windowHours must be a number in (0, 744]');
   }
@@ -132,13 +210,13 @@ export async function bounceAlertWorkflow(input: BounceAlertInput): Promise<Boun
   let flaggedAtStart: string[] | undefined;
   let fleet: FleetDeliverability;
   if (patched('bounce-alert-notable-rows')) {
-    const [flaggedNow, rung] = await Promise.all([reads.flaggedInstances({}), reads.protectedInstances()]);
-    onRung = rung;
-    flaggedAtStart = flaggedNow;
+    const watched = await watchedInstances();
+    onRung = watched.onRung;
+    flaggedAtStart = watched.flagged;
     const notable = {
       minAccepted: input.minAccepted,
       thresholdRate: input.thresholdRate,
-      include: [...flaggedNow, ...rung],
+      include: [...watched.flagged, ...watched.onRung],
     };
     fleet = await reads.fleetDeliverability({ from, plan: false, complaints: true, notable });
   } else {

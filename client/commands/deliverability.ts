@@ -1,6 +1,7 @@
 /**
- * `smtpctl stats` (SparkPost figures of one instance, or the fleet with plan usage) and `smtpctl alerts` (the bounce
- * alert: `schedule` creates or updates the Temporal Schedule, `run-once` runs one pass now and prints what it did).
+ * `smtpctl stats` (SparkPost figures of one instance; of the fleet, its totals, plan usage and the instances that need
+ * attention; with `--all`, every instance's row, page by page) and `smtpctl alerts` (the bounce alert: `schedule`
+ * creates or updates the Temporal Schedule, `run-once` runs one pass now and prints what it did).
  *
  * Both run workflows on the worker, which holds the SparkPost key; this process never sees it. The alert webhook URL
  * is a credential: prefer `--webhook-secret` (a Secret Manager version the worker reads), and nothing here ever
@@ -11,20 +12,31 @@ import type { Command } from 'commander';
 import { ScheduleAlreadyRunning, ScheduleOverlapPolicy, WorkflowFailedError, type Client } from '@temporalio/client';
 import { z } from 'zod';
 import { SECRET_VERSION_PATTERN } from '../../lib/instance';
+import { stripControlChars } from '../../lib/sanitize';
 import { describeFailure } from '../../workflows';
 import {
   bounceAlertWorkflow,
+  DEFAULT_MIN_ACCEPTED,
+  DEFAULT_THRESHOLD_RATE,
   deliverabilityStatsWorkflow,
+  fleetStatsPageWorkflow,
+  STATS_PAGE_ROWS,
+  sumFigures,
+  ZERO_FIGURES,
   type BounceAlertInput,
   type BounceAlertSummary,
   type DeliverabilityFigures,
   type DeliverabilityStats,
   type DeliverabilityStatsInput,
+  type FleetRow,
+  type FleetStatsPage,
+  type FleetStatsPageInput,
 } from '../../workflows/deliverability';
 import type { ManagedSmtpClient } from '../index';
 import type { CliContext, CommandModule, GlobalOpts } from '../smtpctl';
 import { UsageError, validate } from '../validation';
 import { OperationFailed } from '../errors';
+import { SCHEMA_VERSION, withSchemaVersion } from '../schema-version';
 
 /** The Temporal Schedule that runs the bounce alert. */
 export const BOUNCE_ALERT_SCHEDULE_ID = 'managed-smtp-bounce-alerts';
@@ -36,6 +48,8 @@ const MIN_ALERT_INTERVAL_MS = 2 * 60_000;
 const METRICS_RETENTION_MS = 183 * 24 * 3600_000;
 /** How long the CLI waits for a stats or alert run (the activities give up well before). */
 const RUN_TIMEOUT = '3 minutes';
+/** Most pages `stats --all` reads: 50,000 rows, far past the 10,000 subaccounts one SparkPost metrics read covers. */
+export const MAX_STATS_PAGES = 100;
 
 const UNIT_MS: Record<string, number> = { s: 1000, m: 60_000, h: 3600_000, d: 86_400_000, w: 7 * 86_400_000 };
 
@@ -103,6 +117,42 @@ export async function fetchDeliverabilityStats(
       workflowExecutionTimeout: RUN_TIMEOUT,
     }),
   );
+}
+
+/** Runs fleetStatsPageWorkflow: one page of every instance's row. */
+export async function fetchFleetStatsPage(
+  client: ManagedSmtpClient,
+  input: FleetStatsPageInput,
+): Promise<FleetStatsPage> {
+  return run(() =>
+    client.temporal.workflow.execute(fleetStatsPageWorkflow, {
+      taskQueue: client.taskQueue,
+      workflowId: `managed-smtp-stats/fleet-page/${randomUUID()}`,
+      args: [input],
+      workflowExecutionTimeout: RUN_TIMEOUT,
+    }),
+  );
+}
+
+/**
+ * Every instance's row, one page (one workflow) at a time, so no payload is ever larger than a page. At most
+ * MAX_STATS_PAGES pages; a page that does not move past the previous one fails rather than loops.
+ */
+export async function* fleetStatsPages(
+  client: ManagedSmtpClient,
+  input: Omit<FleetStatsPageInput, 'after'>,
+): AsyncGenerator<FleetStatsPage> {
+  let after: string | null = null;
+  for (let pages = 0; pages < MAX_STATS_PAGES; pages++) {
+    const page = await fetchFleetStatsPage(client, { ...input, after });
+    yield page;
+    if (page.next === null) return;
+    if (after !== null && !(page.next > after)) {
+      throw operationFailed(`stats --all: the page after ${after} did not move forward (next ${page.next})`);
+    }
+    after = page.next;
+  }
+  throw operationFailed(`stats --all: the fleet has more than ${MAX_STATS_PAGES} pages; stopped`);
 }
 
 /** Runs one bounce-alert pass now and returns its summary. */
@@ -224,6 +274,22 @@ function percent(rate: number): string {
   return `${(rate * 100).toFixed(1)}%`;
 }
 
+/** Columns of a fleet table: figures of a row, complaints when read ('' for the totals, which have none). */
+function fleetTable(rows: FleetRow[], totals: DeliverabilityFigures): string {
+  const fig = (f: DeliverabilityFigures & { complaints?: number }) => [
+    String(f.accepted),
+    String(f.delivered),
+    String(f.bounces),
+    String(f.hardBounces),
+    f.complaints === undefined ? '' : String(f.complaints),
+    percent(f.bounceRate),
+  ];
+  return table(
+    ['instance', 'subaccount', 'accepted', 'delivered', 'bounces', 'hard', 'complaints', 'rate'],
+    [...rows.map((r) => [r.instance, String(r.subaccountId), ...fig(r)]), ['total', '', ...fig(totals)]],
+  );
+}
+
 function figuresText(f: DeliverabilityFigures): Array<[string, string]> {
   return [
     ['accepted', String(f.accepted)],
@@ -255,21 +321,25 @@ export function formatStats(s: DeliverabilityStats): string {
     ];
     return rows.map(([k, v]) => `${k.padEnd(14)}${v}`).join('\n') + '\n';
   }
-  const fig = (f: DeliverabilityFigures) => [
-    String(f.accepted),
-    String(f.delivered),
-    String(f.bounces),
-    String(f.hardBounces),
-    percent(f.bounceRate),
-  ];
-  const body = table(
-    ['instance', 'subaccount', 'accepted', 'delivered', 'bounces', 'hard', 'rate'],
-    [...s.rows.map((r) => [r.instance, String(r.subaccountId), ...fig(r)]), ['total', '', ...fig(s.totals)]],
-  );
   const plan = s.plan
     ? `plan: ${s.plan.accepted} of ${s.plan.included} accepted emails included this month (${percent(s.plan.usedFraction)}, since ${s.plan.from})\n`
     : '';
-  return `${s.rows.length} instance${s.rows.length === 1 ? '' : 's'}, ${window}\n${body}${plan}`;
+  // A worker from before the summary returns every row and no `listed`.
+  if (s.listed === undefined) return `${instances(s.rows.length)}, ${window}\n${fleetTable(s.rows, s.totals)}${plan}`;
+  const omitted = s.omitted ? `; ${s.omitted} more not shown` : '';
+  const head =
+    `${instances(s.listed)}, ${window}; ${s.rows.length + (s.omitted ?? 0)} need attention${omitted} ` +
+    '(over the bounce threshold, hard bounces or complaints, flagged, or on a protection rung)\n';
+  return `${head}${fleetTable(s.rows, s.totals)}${plan}every instance: smtpctl stats --all\n`;
+}
+
+/** Human text of every instance's row (`stats --all`). */
+export function formatAllRows(rows: FleetRow[], from: string): string {
+  return `${instances(rows.length)}, since ${from}\n${fleetTable(rows, sumFigures(rows))}`;
+}
+
+function instances(n: number): string {
+  return `${n} instance${n === 1 ? '' : 's'}`;
 }
 
 /** Human text of an alert run. */
@@ -290,26 +360,103 @@ export function formatAlertSummary(s: BounceAlertSummary): string {
 
 function alertOptions(cmd: Command): Command {
   return cmd
-    .option('--threshold <rate>', 'bounce rate that raises an alert (0.05 or 5%)', '0.05')
-    .option('--min-accepted <n>', 'instances with fewer accepted messages in the window never alert', '100')
+    .option('--threshold <rate>', 'bounce rate that raises an alert (0.05 or 5%)', String(DEFAULT_THRESHOLD_RATE))
+    .option(
+      '--min-accepted <n>',
+      'instances with fewer accepted messages in the window never alert',
+      String(DEFAULT_MIN_ACCEPTED),
+    )
     .option('--window-hours <h>', 'measured window: the last this many hours', '24')
     .option('--webhook <url>', 'Slack-compatible webhook URL (stored in the schedule: prefer --webhook-secret)')
     .option('--webhook-secret <version>', 'Secret Manager version holding the webhook URL (read by the worker)');
+}
+
+/** The options of `stats`. */
+interface StatsOptions {
+  from: string;
+  threshold: string;
+  minAccepted: string;
+  all?: boolean;
+  ndjson?: boolean;
+}
+
+/** The description of `stats` (also its summary in smtpctl.ts). */
+const STATS_DESCRIPTION =
+  'SparkPost figures of an instance; of the fleet, totals and the instances needing attention (--all: every row)';
+
+/**
+ * `stats --all`: every row, each page printed before the next is read. `--json` streams one document of the `stats`
+ * fleet shape (every row, `omitted` 0, totals summed from the rows printed, no plan); `--ndjson` one row a line.
+ */
+async function printAllRows(
+  ctx: CliContext,
+  client: ManagedSmtpClient,
+  from: string,
+  mode: 'json' | 'ndjson' | 'human',
+): Promise<void> {
+  const out = (text: string) => ctx.io.out(text);
+  const kept: FleetRow[] = [];
+  let totals = ZERO_FIGURES;
+  let count = 0;
+  for await (const page of fleetStatsPages(client, { from, size: STATS_PAGE_ROWS })) {
+    for (const row of page.rows) {
+      if (mode === 'ndjson') out(JSON.stringify(withSchemaVersion(row)) + '\n');
+      else if (mode === 'json') out((count === 0 ? allRowsHead(page) : ',') + JSON.stringify(row));
+      else kept.push(row);
+      count++;
+    }
+    totals = sumFigures([totals, ...page.rows]);
+  }
+  if (mode === 'json') {
+    if (count === 0) out(allRowsHead({ from, to: null }));
+    out(`],"listed":${count},"omitted":0,"totals":${JSON.stringify(totals)},"plan":null}\n`);
+  } else if (mode === 'human') {
+    out(stripControlChars(formatAllRows(kept, from)));
+  }
+}
+
+/** The start of the `stats --all --json` document, up to its rows. */
+function allRowsHead(page: { from: string; to: string | null }): string {
+  const start = { schemaVersion: SCHEMA_VERSION, scope: 'fleet', from: page.from, to: page.to };
+  return `${JSON.stringify(start).slice(0, -1)},"rows":[`;
 }
 
 /** Adds `stats` and `alerts` to smtpctl. */
 export const registerDeliverabilityCommands: CommandModule = (program: Command, ctx: CliContext) => {
   program
     .command('stats')
-    .description('accepted, delivered, bounce counts and bounce rate from SparkPost metrics (no instance: the fleet)')
-    .argument('[instance]', 'instance slug; without it, every instance and the plan usage')
+    .description(STATS_DESCRIPTION)
+    .argument(
+      '[instance]',
+      'instance slug; without it, the fleet: totals, plan usage and the instances needing attention',
+    )
     .option('--from <time>', 'start of the window: ISO time or relative (30m, 24h, 7d)', '24h')
-    .action(async (instanceArg: string | undefined, o: { from: string }, cmd: Command) => {
+    .option(
+      '--threshold <rate>',
+      'fleet: bounce rate from which an instance needs attention',
+      String(DEFAULT_THRESHOLD_RATE),
+    )
+    .option(
+      '--min-accepted <n>',
+      'fleet: fewer accepted messages never cross the threshold',
+      String(DEFAULT_MIN_ACCEPTED),
+    )
+    .option('--all', `fleet: every instance's row instead, read ${STATS_PAGE_ROWS} at a time`)
+    .option('--ndjson', 'with --all: one JSON row a line, printed as pages arrive')
+    .action(async (instanceArg: string | undefined, o: StatsOptions, cmd: Command) => {
       const opts = cmd.optsWithGlobals() as GlobalOpts;
       const instance = instanceArg === undefined ? undefined : validate.instance(instanceArg);
       const from = parseFrom(o.from);
+      if (o.all && instance !== undefined) throw new UsageError('--all', 'is for the fleet: give no instance');
+      if (o.ndjson && !o.all) throw new UsageError('--ndjson', 'needs --all (one row a line)');
+      const thresholdRate = check('--threshold', threshold, o.threshold);
+      const minAcceptedCount = check('--min-accepted', minAccepted, o.minAccepted);
       const client = await ctx.getClient();
-      let input: DeliverabilityStatsInput = { from };
+      if (o.all) {
+        await printAllRows(ctx, client, from, o.ndjson ? 'ndjson' : opts.json ? 'json' : 'human');
+        return;
+      }
+      let input: DeliverabilityStatsInput = { from, thresholdRate, minAccepted: minAcceptedCount };
       if (instance !== undefined) {
         const status = await client.status(instance); // NoWorkflowError: exit 1 with INTERFACE's sentence
         if (status.subaccountId === null) {
@@ -320,7 +467,16 @@ export const registerDeliverabilityCommands: CommandModule = (program: Command, 
         input = { instance, subaccountId: status.subaccountId, from };
       }
       const stats = await fetchDeliverabilityStats(client, input);
-      ctx.emit(opts, stats, formatStats(stats));
+      if (stats.scope === 'fleet') {
+        // A worker from before the summary returns every row: say so in the same shape.
+        ctx.emit(
+          opts,
+          { ...stats, listed: stats.listed ?? stats.rows.length, omitted: stats.omitted ?? 0 },
+          formatStats(stats),
+        );
+      } else {
+        ctx.emit(opts, stats, formatStats(stats));
+      }
     });
 
   const alerts = program.command('alerts').description('the bounce-rate alert over every instance');

@@ -128,7 +128,7 @@ export function cliSchemaOf(argv: readonly string[]): string | null {
     case 'offboard':
       return wait ? 'offboard-receipt' : 'offboard';
     case 'stats':
-      return 'stats';
+      return has('--ndjson') ? 'stats-ndjson-line' : 'stats';
     case 'alerts':
       if (sub === 'schedule' || sub === 'run-once') return `alerts-${sub}`;
       break;
