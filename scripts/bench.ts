@@ -264,21 +264,23 @@ function treeCpuSeconds(pids: number[]): number {
 }
 
 /**
- * Loaded into the worker's node processes through NODE_OPTIONS (`--require`): writes the process's V8 heap use to
- * a file every 200 ms, so the benchmark reports heap used without touching the worker's code. Plain CommonJS, so it
+ * Loaded into the worker's node processes through NODE_OPTIONS (`--require`), in every thread: writes the thread's
+ * V8 heap use to a file every 500 ms, so the benchmark reports heap used (all threads summed) without touching the
+ * worker's code. Until session 4 both threads wrote one file, so "heap used" was whichever thread wrote last. Plain CommonJS, so it
  * loads whether the worker runs through tsx or as built JavaScript.
  */
 const HEAP_PROBE = `
 const fs = require('node:fs');
 const path = require('node:path');
 let peak = 0;
-const file = path.join(process.env.BENCH_HEAP_DIR, String(process.pid) + '.json');
+// One file per thread: --require runs this in the workflow thread too, which has a V8 heap of its own.
+const file = path.join(process.env.BENCH_HEAP_DIR, process.pid + '-' + require('node:worker_threads').threadId + '.json');
 const write = () => {
   const m = process.memoryUsage();
   peak = Math.max(peak, m.heapUsed);
   try { fs.writeFileSync(file, JSON.stringify({ heapUsed: m.heapUsed, peakHeapUsed: peak })); } catch {}
 };
-setInterval(write, 200).unref();
+setInterval(write, 500).unref();
 write();
 `;
 
@@ -357,8 +359,9 @@ async function startWorkerProcess(
     for (const f of readdirSync(heapDir).filter((f) => f.endsWith('.json'))) {
       try {
         const h = JSON.parse(readFileSync(path.join(heapDir, f), 'utf8')) as { heapUsed: number; peakHeapUsed: number };
-        used = Math.max(used, h.heapUsed);
-        peak = Math.max(peak, h.peakHeapUsed);
+        // The process's heap is the sum of its threads' (the main thread and the workflow thread).
+        used += h.heapUsed;
+        peak += h.peakHeapUsed;
       } catch {
         // being written
       }
