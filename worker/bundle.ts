@@ -27,5 +27,9 @@ export function workflowBundleOptions(): BundleOptions {
     // Failures raised in workflow code carry their message and stack encoded, for the payload codec to encrypt.
     failureConverterPath: FAILURE_CONVERTER_PATH,
     preloadModules: [...PRELOAD_MODULES],
+    // The SDK needs an inline source map (it maps workflow stack traces), but not the sources in it nor column
+    // precision: without them the bundle is 1.5 MiB instead of 3.6 and the worker holds ~45 MiB less (the map is parsed
+    // in both of its threads). Stack traces still name the original file and line.
+    webpackConfigHook: (config) => ({ ...config, devtool: 'inline-nosources-cheap-module-source-map' }),
   };
 }
