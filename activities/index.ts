@@ -128,6 +128,8 @@ export interface ActivityDeps {
   sourcegraphUrls?: readonly UrlPattern[];
   /** DNS for the target check (tests inject one); absent = the system resolver. */
   resolver?: Resolver;
+  /** Pauses between tries of an idempotent read (a test shortens them); absent = READ_RETRY_PAUSES_MS. */
+  readRetryPausesMs?: readonly number[];
 }
 
 /** What inspectSiteConfig found. */
@@ -187,11 +189,12 @@ export function sameIps(a: readonly string[], b: readonly string[]): boolean {
 export function createActivities(rawDeps: ActivityDeps) {
   // Every vendor call heartbeats first, so a killed worker's activity is retried after the heartbeat timeout.
   // Idempotent reads get a short bounded retry inside the activity (activities/progress.ts); writes never do.
+  const pauses = rawDeps.readRetryPausesMs;
   const deps: ActivityDeps = {
     ...rawDeps,
-    sparkpost: retryingReads(heartbeating(rawDeps.sparkpost), IDEMPOTENT_READS.sparkpost),
-    secrets: retryingReads(heartbeating(rawDeps.secrets), IDEMPOTENT_READS.secrets),
-    sourcegraph: (opts) => retryingReads(heartbeating(rawDeps.sourcegraph(opts)), IDEMPOTENT_READS.sourcegraph),
+    sparkpost: retryingReads(heartbeating(rawDeps.sparkpost), IDEMPOTENT_READS.sparkpost, pauses),
+    secrets: retryingReads(heartbeating(rawDeps.secrets), IDEMPOTENT_READS.secrets, pauses),
+    sourcegraph: (opts) => retryingReads(heartbeating(rawDeps.sourcegraph(opts)), IDEMPOTENT_READS.sourcegraph, pauses),
   };
   const { sparkpost, secrets, settings } = deps;
 

