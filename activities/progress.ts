@@ -11,7 +11,7 @@
  *   of the policy's one minute ceiling, which stays in force for a step that keeps failing (an outage).
  */
 import { Context } from '@temporalio/activity';
-import { VendorError } from '../lib/errors';
+import { TIMEOUT_CODE, VendorError } from '../lib/errors';
 
 /** Tries of one read, the first included. */
 export const READ_TRIES = 3;
@@ -42,7 +42,9 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 export function quickTransient(err: unknown): boolean {
   if (!(err instanceof VendorError)) return false;
   if (err.kind !== 'unavailable' && err.kind !== 'rate-limited' && err.kind !== 'malformed') return false;
-  return !/timed out|deadline/i.test(err.message) && err.code !== 'DEADLINE_EXCEEDED';
+  // A call that timed out already took its whole timeout: trying again inside the attempt could outlast it.
+  if (err.code === TIMEOUT_CODE || err.code === 'DEADLINE_EXCEEDED') return false;
+  return !/timed out|deadline/i.test(err.message);
 }
 
 /**

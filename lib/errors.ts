@@ -44,11 +44,14 @@ export interface VendorErrorOptions {
   message: string;
   /** HTTP status or gRPC code, when there was one. */
   status?: number;
-  /** The vendor's own error code (SparkPost `code`), when there was one. */
+  /** The vendor's own error code (SparkPost `code`), when there was one; TIMEOUT_CODE when no answer came in time. */
   code?: string;
   /** How long the vendor asked us to wait (Retry-After), in milliseconds. */
   retryAfterMs?: number;
 }
+
+/** VendorError's code when a request got no answer within its timeout (it already took the whole timeout). */
+export const TIMEOUT_CODE = 'TIMEOUT';
 
 /** An error from a vendor API, classified for retry decisions. Its message never contains credentials. */
 export class VendorError extends Error {

@@ -5,6 +5,8 @@
  * provisioning step retried within seconds, an old one left to the policy's backoff.
  */
 import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { createActivities, type ActivityDeps } from '../activities';
@@ -19,6 +21,7 @@ import {
 } from '../activities/progress';
 import { EmulatorStack } from '../emulators/stack';
 import { VendorError } from '../lib/errors';
+import { SourcegraphClient } from '../vendors/sourcegraph';
 import { SEND_KEY_GRANTS, SEND_KEY_LABEL, sendKeySecretName } from '../lib/instance';
 import { vendorDeps } from '../worker/worker';
 
@@ -70,6 +73,34 @@ describe('retryingReads', () => {
     const notFound = fakeClient(100, () => new VendorError({ vendor: 'sparkpost', kind: 'not-found', message: 'x' }));
     await assert.rejects(notFound.client.read());
     assert.equal(notFound.calls.read, 1);
+  });
+
+  test('a real client timing out is not retried: a Sourcegraph that never answers costs one timeout, not three', async () => {
+    // The Sourcegraph client said "no response within N ms", which the old message match missed: a hanging site got
+    // READ_TRIES timeouts of 15 s inside one check attempt, longer than the attempt's own 30 s limit.
+    let requests = 0;
+    const sockets = new Set<Socket>();
+    const server = createServer(() => void requests++); // reads the request, never answers
+    server.on('connection', (s) => sockets.add(s));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const { port } = server.address() as AddressInfo;
+      const client = new SourcegraphClient({
+        url: `http://127.0.0.1:${port}`,
+        token: 'sgp_0123456789abcdef',
+        timeoutMs: 300,
+      });
+      const reading = retryingReads(client, ['getSiteConfig']);
+      const err = await reading.getSiteConfig().then(
+        () => assert.fail('a site that never answers cannot return its configuration'),
+        (e: unknown) => e,
+      );
+      assert.ok(err instanceof VendorError && err.kind === 'unavailable', String(err));
+      assert.equal(requests, 1, 'tried once');
+    } finally {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
   });
 });
 

@@ -7,7 +7,7 @@
 import axios, { type AxiosRequestConfig, type AxiosResponse } from 'axios';
 import { findNodeAtLocation, parseTree } from 'jsonc-parser';
 
-import { VendorError, kindForHttpStatus, parseRetryAfter, type VendorErrorKind } from '../lib/errors';
+import { TIMEOUT_CODE, VendorError, kindForHttpStatus, parseRetryAfter, type VendorErrorKind } from '../lib/errors';
 import { sanitizeText } from '../lib/sanitize';
 import { TargetRefusedError, pinnedLookup, type PinnedTarget } from '../lib/target-guard';
 import { SEND_TEST_EMAIL_MUTATION, SITE_CONFIG_QUERY, UPDATE_SITE_CONFIG_MUTATION } from './sourcegraph-documents';
@@ -294,6 +294,8 @@ export class SourcegraphClient {
         op,
         'unavailable',
         timedOut ? `no response within ${this.timeoutMs} ms` : `request failed (${code})`,
+        undefined,
+        timedOut ? TIMEOUT_CODE : undefined,
       );
     }
 
@@ -355,11 +357,12 @@ export class SourcegraphClient {
     return this.error(op, kind, `${quote(first)}${more}`, 200);
   }
 
-  private error(op: string, kind: VendorErrorKind, what: string, status?: number): VendorError {
+  private error(op: string, kind: VendorErrorKind, what: string, status?: number, code?: string): VendorError {
     return new VendorError({
       vendor: 'sourcegraph',
       kind,
       status,
+      code,
       message: `Sourcegraph ${op}: ${scrub(what, [this.token])}`,
     });
   }

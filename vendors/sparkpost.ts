@@ -6,7 +6,7 @@
  */
 import axios, { type AxiosInstance } from 'axios';
 
-import { VendorError, kindForHttpStatus, parseRetryAfter, type VendorErrorKind } from '../lib/errors';
+import { TIMEOUT_CODE, VendorError, kindForHttpStatus, parseRetryAfter, type VendorErrorKind } from '../lib/errors';
 
 /** How to reach SparkPost. */
 export interface SparkPostClientOptions {
@@ -848,6 +848,7 @@ export class SparkPostClient {
       throw new VendorError({
         vendor: 'sparkpost',
         kind: 'unavailable',
+        ...(code === 'ECONNABORTED' || code === 'ETIMEDOUT' ? { code: TIMEOUT_CODE } : {}),
         message: `SparkPost ${spec.method} ${this.display(spec)}: ${why}${typeof code === 'string' ? ` (${code})` : ''}.`,
       });
     }
