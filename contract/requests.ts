@@ -20,7 +20,12 @@ export function hasControlChars(v: string): boolean {
   });
 }
 
-/** A copy of a shared pattern: zod resets its pattern's `lastIndex`, and a preloaded module's exports are frozen. */
+/**
+ * A copy of a shared pattern: zod resets its pattern's `lastIndex` on every parse, and a preloaded module's exports
+ * are frozen. For the same reason no schema here may use zod's built-in string formats (`z.email()`, `z.uuid()`,
+ * `z.iso.*`, `.lowercase()`...): their patterns are zod's exported regexes, frozen too, and every parse would fail
+ * as "payload could not be read". Write `.regex(...)` with a pattern of this module instead.
+ */
 function own(pattern: RegExp): RegExp {
   return new RegExp(pattern.source, pattern.flags);
 }
@@ -197,10 +202,10 @@ export type RequestSchemas = ReturnType<typeof buildSchemas>;
 // deep-freezes whatever a preloaded module exports. zod fills in members of a schema on first use and registers its
 // English messages on the first construction, so its schemas must not be reachable from the exports, and they must be
 // built before the freeze.
-const SCHEMAS: RequestSchemas = buildSchemas();
+const SCHEMAS: Readonly<RequestSchemas> = Object.freeze(buildSchemas());
 
 /** The request schemas: `requestSchemas().enableRequest` and so on. */
-export function requestSchemas(): RequestSchemas {
+export function requestSchemas(): Readonly<RequestSchemas> {
   return SCHEMAS;
 }
 

@@ -266,7 +266,7 @@ function treeCpuSeconds(pids: number[]): number {
 /**
  * Loaded into the worker's node processes through NODE_OPTIONS (`--require`), in every thread: writes the thread's
  * V8 heap use to a file every 500 ms, so the benchmark reports heap used (all threads summed) without touching the
- * worker's code. Until session 4 both threads wrote one file, so "heap used" was whichever thread wrote last. Plain CommonJS, so it
+ * worker's code (one file per thread: the workflow thread has a heap of its own). Plain CommonJS, so it
  * loads whether the worker runs through tsx or as built JavaScript.
  */
 const HEAP_PROBE = `
@@ -355,18 +355,16 @@ async function startWorkerProcess(
   const idleRss = treeRss(pids);
   const heapNow = () => {
     let used = 0;
-    let peak = 0;
     for (const f of readdirSync(heapDir).filter((f) => f.endsWith('.json'))) {
       try {
-        const h = JSON.parse(readFileSync(path.join(heapDir, f), 'utf8')) as { heapUsed: number; peakHeapUsed: number };
+        const h = JSON.parse(readFileSync(path.join(heapDir, f), 'utf8')) as { heapUsed: number };
         // The process's heap is the sum of its threads' (the main thread and the workflow thread).
         used += h.heapUsed;
-        peak += h.peakHeapUsed;
       } catch {
         // being written
       }
     }
-    return { used, peak };
+    return { used };
   };
   let peakRss = 0;
   let peakHeap = 0;

@@ -20,7 +20,7 @@ import {
   youngRetryDelayMs,
 } from '../activities/progress';
 import { EmulatorStack } from '../emulators/stack';
-import { VendorError } from '../lib/errors';
+import { TIMEOUT_CODE, VendorError } from '../lib/errors';
 import { SourcegraphClient } from '../vendors/sourcegraph';
 import { SEND_KEY_GRANTS, SEND_KEY_LABEL, sendKeySecretName } from '../lib/instance';
 import { vendorDeps } from '../worker/worker';
@@ -96,6 +96,7 @@ describe('retryingReads', () => {
         (e: unknown) => e,
       );
       assert.ok(err instanceof VendorError && err.kind === 'unavailable', String(err));
+      assert.equal(err.code, TIMEOUT_CODE);
       assert.equal(requests, 1, 'tried once');
     } finally {
       for (const s of sockets) s.destroy();

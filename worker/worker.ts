@@ -6,9 +6,7 @@ import type { DataConverter } from '@temporalio/common';
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import { createActivities, type ActivityDeps } from '../activities';
 
-import { PRELOAD_MODULES, WORKFLOWS_PATH } from './bundle';
-
-export { WORKFLOWS_PATH } from './bundle';
+import { WORKFLOWS_PATH, workflowBundlerOptions } from './bundle';
 
 export { vendorDeps } from './vendors';
 
@@ -44,7 +42,7 @@ export async function createManagedSmtpWorker(opts: ManagedSmtpWorkerOptions): P
     taskQueue: opts.taskQueue,
     ...(opts.workflowBundle
       ? { workflowBundle: opts.workflowBundle }
-      : { workflowsPath: WORKFLOWS_PATH, bundlerOptions: { preloadModules: [...PRELOAD_MODULES] } }),
+      : { workflowsPath: WORKFLOWS_PATH, bundlerOptions: workflowBundlerOptions() }),
     // Fleet-wide activities list instances through a client on the worker's own connection.
     activities: createActivities({
       temporal: new Client({
