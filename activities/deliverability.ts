@@ -117,6 +117,11 @@ function figuresOf(row: Record<string, number>): DeliverabilityFigures {
   return { ...f, bounceRate: bounceRateOf(f) };
 }
 
+/** Rows in instance order (paging by the last instance read depends on it). */
+function byInstance(a: FleetRow, b: FleetRow): number {
+  return a.instance < b.instance ? -1 : a.instance > b.instance ? 1 : 0;
+}
+
 /** The subaccount that stands for an instance when names repeat: active before suspended, then the newest. */
 function preferred(a: Subaccount, b: Subaccount): Subaccount {
   const active = (s: Subaccount) => (s.status === 'active' ? 1 : 0);
@@ -198,7 +203,7 @@ export function createDeliverabilityActivities(deps: DeliverabilityDeps) {
         }
         rows.push(row);
       }
-      rows.sort((a, b) => (a.instance < b.instance ? -1 : a.instance > b.instance ? 1 : 0));
+      rows.sort(byInstance);
 
       let plan: FleetDeliverability['plan'] = null;
       if (input.plan !== false) {
@@ -237,7 +242,7 @@ export function createDeliverabilityActivities(deps: DeliverabilityDeps) {
           .sort((a, b) => b.hardBounces + (b.complaints ?? 0) - (a.hardBounces + (a.complaints ?? 0))),
       ];
       const kept = ranked.slice(0, limit);
-      kept.sort((a, b) => (a.instance < b.instance ? -1 : a.instance > b.instance ? 1 : 0));
+      kept.sort(byInstance);
       return { rows: kept, totals: sumFigures(rows), plan, listed: rows.length, omitted: ranked.length - kept.length };
     },
 

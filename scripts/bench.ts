@@ -272,13 +272,11 @@ function treeCpuSeconds(pids: number[]): number {
 const HEAP_PROBE = `
 const fs = require('node:fs');
 const path = require('node:path');
-let peak = 0;
 // One file per thread: --require runs this in the workflow thread too, which has a V8 heap of its own.
 const file = path.join(process.env.BENCH_HEAP_DIR, process.pid + '-' + require('node:worker_threads').threadId + '.json');
 const write = () => {
   const m = process.memoryUsage();
-  peak = Math.max(peak, m.heapUsed);
-  try { fs.writeFileSync(file, JSON.stringify({ heapUsed: m.heapUsed, peakHeapUsed: peak })); } catch {}
+  try { fs.writeFileSync(file, JSON.stringify({ heapUsed: m.heapUsed })); } catch {}
 };
 setInterval(write, 500).unref();
 write();
