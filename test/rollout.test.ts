@@ -104,4 +104,24 @@ describe('enable-fleet', { timeout: 240_000 }, () => {
     assert.equal((await cli('enable-fleet', path.join(dir, 'broken.yaml'))).code, 2);
     assert.equal((await cli('enable-fleet', path.join(dir, 'missing.yaml'))).code, 2);
   });
+
+  test('an entry the enable request schema refuses exits 2 before any instance is sent', async () => {
+    // The file validates first (README), with the same request schema the client and the workflow apply: an entry
+    // that would only fail at its own enable must not leave the entries before it enabled and the rest not.
+    const quoted = fleetFile('quoted.yaml', [
+      { name: 'fine-one', sourcegraphUrl: 'https://a.sourcegraph.com', gcpProject: 'proj-123' },
+      {
+        name: 'quoted-two',
+        sourcegraphUrl: 'https://b.sourcegraph.com',
+        gcpProject: 'proj-123',
+        senderName: 'Acme "Support"',
+      },
+    ]);
+    const r = await cli('enable-fleet', quoted);
+    assert.equal(r.code, 2, r.err);
+    assert.equal(r.err.trim().split('\n').length, 1, r.err);
+    assert.match(r.err, /instances\[1\]\.senderName: must be plain text/);
+    await assert.rejects(lane.client.status('fine-one'), /no managed SMTP workflow/);
+    await assert.rejects(lane.client.status('quoted-two'), /no managed SMTP workflow/);
+  });
 });

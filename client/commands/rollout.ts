@@ -21,6 +21,7 @@ import { NoWorkflowError, type ManagedSmtpClient, type RequestHandle } from '../
 import type { CliContext, CommandModule, GlobalOpts } from '../smtpctl';
 import { UsageError, allowedSourcegraphUrls } from '../validation';
 import { adminTokenSecretProblem, egressIpsProblem, sourcegraphUrlProblem } from '../../lib/allow-list';
+import { requestSchemas } from '../../contract/requests';
 
 const instanceSchema = z
   .object({
@@ -79,6 +80,14 @@ export function parseFleet(text: string, file: string): FleetInstance[] {
   r.data.instances.forEach((i, n) => {
     if (seen.has(i.name)) throw new UsageError(`${file}: instances[${n}].name`, `${i.name} is listed twice`);
     seen.add(i.name);
+    // The same schema every enable request is parsed with (client and workflow): an entry that would only fail at its
+    // own enable is refused here, before any instance of the file is sent.
+    const spec = requestSchemas().enableSpec.safeParse(specOf(i));
+    if (!spec.success) {
+      const issue = spec.error.issues[0];
+      const where = issue?.path.length ? `.${issue.path.map(String).join('.')}` : '';
+      throw new UsageError(`${file}: instances[${n}]${where}`, issue?.message ?? 'is invalid');
+    }
   });
   return r.data.instances;
 }
