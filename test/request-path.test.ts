@@ -184,6 +184,32 @@ describe('one request path per instance', { timeout: 600_000 }, () => {
     assert.equal(d.state, 'disabled');
   });
 
+  test('4b. enable and disable signals sent by tooling without a requestId (INTERFACE: requestId?) are acted on', async () => {
+    const { i, subaccountId } = await enabled('no-request-id');
+    const h = world.env.client.workflow.getHandle(workflowIdFor(i.name));
+    const settled = async (state: string) => {
+      let s = await lane.client.status(i.name);
+      for (const deadline = Date.now() + 60_000; Date.now() < deadline; s = await lane.client.status(i.name)) {
+        if (s.state === state && s.step === null && !s.requests.some((r) => !r.finishedAt)) break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      return s;
+    };
+    await h.signal('disable', { reason: 'sent by other tooling' });
+    const off = await settled('disabled');
+    assert.equal(off.state, 'disabled', JSON.stringify(off.rejected));
+    assert.equal(off.rejected?.length ?? 0, 0, JSON.stringify(off.rejected));
+    assert.equal(world.allSubaccounts(i.name).find((a) => a.id === subaccountId)?.status, 'suspended');
+    await h.signal('enable', { spec: specFor(i) });
+    const on = await settled('active');
+    assert.equal(on.state, 'active', JSON.stringify(on.rejected) + (on.error ?? ''));
+    await h.signal('disable', {});
+    assert.equal((await settled('disabled')).state, 'disabled');
+    // Each request got an id of its own, so waiters and the request records tell them apart.
+    const ids = (await lane.client.status(i.name)).requests.slice(-3).map((r) => r.id);
+    assert.equal(new Set(ids).size, 3, JSON.stringify(ids));
+  });
+
   test('5. against an unreachable instance, disable preempts a rotation and takes effect at SparkPost first', async () => {
     const d = world.deps();
     const fault = new FaultSwitch();

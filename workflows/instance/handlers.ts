@@ -3,7 +3,7 @@
  * No handler does I/O or changes the instance; signal handlers never throw (a malformed payload is recorded and
  * ignored), and update validators refuse with one sentence.
  */
-import { ApplicationFailure, condition } from '@temporalio/workflow';
+import { ApplicationFailure, condition, patched, uuid4 } from '@temporalio/workflow';
 import { parseRequest, requestSchemas } from '../../contract/requests';
 import type {
   CheckResult,
@@ -28,6 +28,22 @@ function offboardedProblem(s: InstanceStatus): string | null {
   const o = s.offboarded;
   if (!o) return null;
   return `${s.instance} was offboarded at ${o.at} (request ${o.requestId}): its subaccount is terminated and its data erased, so it cannot be enabled again`;
+}
+
+/** Marks histories in which an enable or disable signal without a requestId was given one (before: rejected). */
+export const SIGNAL_REQUEST_ID_PATCH = 'signal-request-id-optional';
+
+/**
+ * INTERFACE.md: tooling may send `enable` (`{requestId?, spec}`) and `disable` (`{requestId?, reason?}`) directly, so
+ * a payload object without a requestId is a valid request: the entity names it (deterministically, with the
+ * workflow's own random source). Anything else is left for the schema to judge.
+ */
+function withRequestId(payload: unknown): unknown {
+  if (!payload || typeof payload !== 'object' || Array.isArray(payload)) return payload;
+  if ((payload as { requestId?: unknown }).requestId !== undefined) return payload;
+  // Histories from before this rule rejected such a signal; they replay as they ran.
+  if (!patched(SIGNAL_REQUEST_ID_PATCH)) return payload;
+  return { ...payload, requestId: uuid4() };
 }
 
 /** The entity's handlers. `refusal` is set when this execution is not a proper entity (bad workflow id). */
@@ -63,7 +79,7 @@ export class Handlers {
 
   onEnable(payload: unknown): void {
     const e = this.e;
-    const req = this.parse('enable', requestSchemas().enableRequest, payload);
+    const req = this.parse('enable', requestSchemas().enableRequest, withRequestId(payload));
     if (!req) return;
     const spec = req.spec as EnableSpec;
     const refused = this.refusal ?? offboardedProblem(e.status) ?? specChangeProblem(e.status, spec);
@@ -84,7 +100,7 @@ export class Handlers {
 
   onDisable(payload: unknown): void {
     const e = this.e;
-    const req = this.parse('disable', requestSchemas().disableRequest, payload);
+    const req = this.parse('disable', requestSchemas().disableRequest, withRequestId(payload));
     if (!req) return;
     e.bumpGeneration();
     e.status.intent = 'disable';
