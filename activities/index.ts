@@ -250,8 +250,9 @@ export function createActivities(rawDeps: ActivityDeps) {
       return {
         ownership,
         previous: ownership === 'managed' ? NO_SETTINGS : current,
-        smtpHost: current.smtp && typeof current.smtp.host === 'string' ? current.smtp.host : null,
-        address: current.address,
+        // Quoted in the status (enable leaves customer settings alone): instance text, so bounded and one clean line.
+        smtpHost: current.smtp && typeof current.smtp.host === 'string' ? sanitizeText(current.smtp.host, 320) : null,
+        address: current.address === null ? null : sanitizeText(current.address, 320),
       };
     },
 

@@ -9,6 +9,7 @@ import { adminTokenSecretProblem } from '../lib/allow-list';
 import { VendorError, isVendorError } from '../lib/errors';
 import { TargetGuard, TargetRefusedError } from '../lib/target-guard';
 import { SMTP_USERNAME, senderAddress } from '../lib/instance';
+import { sanitizeText } from '../lib/sanitize';
 import { applyManagedSettings, ownershipOf, readEmailSettings, type EmailSettings } from '../lib/site-config';
 import { customerOwned, siteConfigUnusable } from './failures';
 import type { SecretStore } from '../vendors/secret-manager';
@@ -95,8 +96,9 @@ export function assertWritable(
   if (guard === 'any') return;
   const ownership = ownershipWith(current, settings, customSenderDomain);
   if (ownership === 'managed' || (ownership === 'none' && guard === 'managed-or-none')) return;
-  const host = current.smtp && typeof current.smtp.host === 'string' ? current.smtp.host : 'unset';
-  const domain = current.address?.includes('@') ? current.address.split('@').pop() : 'unset';
+  // Instance text, quoted in a failure message (and so the status): bounded, one clean line.
+  const host = current.smtp && typeof current.smtp.host === 'string' ? sanitizeText(current.smtp.host, 320) : 'unset';
+  const domain = current.address?.includes('@') ? sanitizeText(current.address.split('@').pop(), 320) : 'unset';
   customerOwned(
     ownership === 'none'
       ? 'the managed email settings were removed from the site configuration: the instance is customer-managed now'

@@ -7,6 +7,7 @@
 import { z } from 'zod';
 import { adminTokenSecretProblem, egressIpsProblem, MAX_EGRESS_IPS, parseUrlParts } from '../lib/allow-list';
 import { GCP_PROJECT_PATTERN, SECRET_VERSION_PATTERN } from '../lib/instance';
+import { sanitizeText } from '../lib/sanitize';
 import { IP_POOL_PATTERN, SENDING_DOMAIN_PATTERN } from '../lib/types';
 
 /** Longest free text (reasons, sender names) a request may carry. */
@@ -168,6 +169,31 @@ function buildSchemas() {
       listDestroyedAt: isoTime.optional(),
     })
     .passthrough();
+  /**
+   * Text of an audit record that tooling signals (smtpctl suppression remove): refused beyond four times `max`, else
+   * one line without control characters, cut to `max`; cleaned rather than refused, so a record is never lost over a
+   * stray character in a vendor's message.
+   */
+  const auditText = (max: number) =>
+    z
+      .string()
+      .max(max * 4, `must be at most ${max * 4} characters`)
+      .transform((v) => sanitizeText(v, max));
+  /** The suppressionAudit signal's payload (lib/types.ts SuppressionAuditRecord). */
+  const suppressionAuditSchema = z.object({
+    requestId,
+    at: auditText(40),
+    actor: auditText(100),
+    reason: auditText(MAX_TEXT),
+    recipientMasked: auditText(320),
+    recipientHash: auditText(200),
+    source: auditText(200).nullable(),
+    type: auditText(100).nullable(),
+    forced: z.boolean(),
+    outcome: z.enum(['requested', 'removed', 'refused', 'failed']),
+    message: auditText(MAX_TEXT).optional(),
+    finishedAt: auditText(40).optional(),
+  });
   /** The stuck signal's payload. */
   const stuckReportSchema = z.object({
     activity: z.string().max(100),
@@ -190,6 +216,7 @@ function buildSchemas() {
     sendingDomainRequest: sendingDomainRequestSchema,
     deliverabilityAlert: deliverabilityAlertSchema,
     gdprAudit: gdprAuditSchema,
+    suppressionAudit: suppressionAuditSchema,
     stuckReport: stuckReportSchema,
   };
 }

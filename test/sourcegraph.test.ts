@@ -422,6 +422,23 @@ describe('auth and transport errors', () => {
     assert.deepEqual(seen[0].body?.variables, { to: 'a@b.c' });
   });
 
+  test('an instance that echoes the admin token in its sendTestEmail answer: the token is cut out', async () => {
+    const client = new SourcegraphClient({ url: stubUrl, token: ADMIN });
+    const answers = [
+      `Sent test email to "a@b.c" successfully! (authorized as token ${ADMIN}) look for test ID: abcde`,
+      `Failed to send test email: auth: 535 token ${ADMIN} rejected, look for test ID: abcde`,
+    ];
+    for (const answer of answers) {
+      stubHandler = (_req, res) => {
+        res.setHeader('Content-Type', 'application/json');
+        res.end(JSON.stringify({ data: { sendTestEmail: answer } }));
+      };
+      const r = await client.sendTestEmail('a@b.c');
+      assert.ok(!r.message.includes(ADMIN), `token leaked in: ${r.message}`);
+      assert.match(r.message, /\[REDACTED\]/);
+    }
+  });
+
   test('bad client options are invalid without echoing them', async () => {
     await expectVendorError(
       Promise.reject(catchSync(() => new SourcegraphClient({ url: 'not a url', token: ADMIN }))),

@@ -227,10 +227,12 @@ export class SourcegraphClient {
       }
       throw err;
     }
-    const message = isRecord(data) ? data.sendTestEmail : undefined;
-    if (typeof message !== 'string') {
+    const answer = isRecord(data) ? data.sendTestEmail : undefined;
+    if (typeof answer !== 'string') {
       throw this.error(op, 'malformed', 'response data does not have the sendTestEmail String');
     }
+    // The answer goes into the status and the history: the token is cut out like in every error message.
+    const message = scrub(answer, [this.token]);
     if (message.startsWith('Sent test email')) return testEmailResult(true, message);
     if (message.startsWith('Failed to send test email')) return testEmailResult(false, message);
     throw this.error(op, 'malformed', `unrecognised sendTestEmail answer: ${quote(message)}`);

@@ -193,8 +193,14 @@ export class Handlers {
 
   /** A suppression-list removal's audit record (counts and hashes, never an address). */
   onSuppressionAudit(payload: unknown): void {
-    const r = payload as SuppressionAuditRecord;
-    const problem = payload && typeof payload === 'object' ? suppressionAuditProblem(r) : 'missing payload';
+    // Parsed like every other message: bounded, control characters removed, unknown fields dropped.
+    const r = this.parse(
+      'suppressionAudit',
+      requestSchemas().suppressionAudit,
+      payload,
+    ) as SuppressionAuditRecord | null;
+    if (!r) return;
+    const problem = suppressionAuditProblem(r);
     if (problem) return this.e.reject('suppressionAudit', payload, problem);
     recordSuppressionAudit(this.e.status, r);
   }

@@ -1,0 +1,65 @@
+/**
+ * What an instance's site configuration says is data from the instance: the customer's SMTP host and sender address
+ * that inspectSiteConfig reports (and that enable quotes in the status when it leaves customer settings alone) are
+ * bounded and free of control characters, like every other string from an instance. Fakes only: no server needed.
+ */
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { MockActivityEnvironment } from '@temporalio/testing';
+import { createActivities, type ActivityDeps, type SiteInspection } from '../activities';
+import { parseUrlPatterns } from '../lib/allow-list';
+import { MAX_INSTANCE_TEXT } from '../lib/sanitize';
+import { readEmailSettings } from '../lib/site-config';
+import { assertWritable } from '../activities/site-access';
+
+const ESCAPES = '\x1b[2J\x1b]0;owned\x07\u202e';
+
+function depsWith(config: string): ActivityDeps {
+  return {
+    sparkpost: {} as ActivityDeps['sparkpost'],
+    secrets: {
+      access: async (name: string) => ({ name, data: 'sgp_0123456789abcdef' }),
+    } as unknown as ActivityDeps['secrets'],
+    sourcegraph: () => ({
+      getSiteConfig: async () => ({ id: 1, contents: config, validationMessages: [] }),
+      editSiteConfig: async () => ({ id: 1, changed: false }),
+      sendTestEmail: async () => ({ ok: true, message: 'Sent test email' }),
+    }),
+    settings: {
+      relayHost: 'smtp.eu.sparkpostmail.com',
+      relayPort: 587,
+      senderDomain: 'cloud.sourcegraph.com',
+      testRecipient: 'test@example.com',
+    },
+    sourcegraphUrls: parseUrlPatterns('http://127.0.0.1:*'),
+  };
+}
+
+describe('inspectSiteConfig', () => {
+  test("the customer's SMTP host and sender come back bounded and without control characters", async () => {
+    const config = JSON.stringify({
+      'email.address': `${ESCAPES}${'a'.repeat(100_000)}@example.com`,
+      'email.smtp': { host: `${ESCAPES}${'h'.repeat(1_000_000)}`, port: 25, authentication: 'none' },
+    });
+    const acts = createActivities(depsWith(config));
+    const site = {
+      sourcegraphUrl: 'http://127.0.0.1:1/acme',
+      gcpProject: 'acme-project',
+      adminTokenSecret: 'projects/acme-project/secrets/sourcegraph-admin-token/versions/latest',
+    };
+    const r = (await new MockActivityEnvironment().run(acts.inspectSiteConfig, site)) as SiteInspection;
+    assert.equal(r.ownership, 'customer');
+    // The refusal to replace them (rotation over settings the customer took over) quotes them the same way.
+    let refusal = '';
+    try {
+      assertWritable(readEmailSettings(config), depsWith(config).settings, 'managed');
+    } catch (err) {
+      refusal = (err as Error).message;
+    }
+    assert.match(refusal, /customer's own SMTP settings/);
+    for (const text of [r.smtpHost ?? '', r.address ?? '', refusal]) {
+      assert.ok(text.length <= MAX_INSTANCE_TEXT, `${text.length} characters`);
+      assert.ok(!/[\u0000-\u001f\u007f-\u009f\u202e]/.test(text), 'no control character'); // eslint-disable-line no-control-regex
+    }
+  });
+});
