@@ -204,7 +204,7 @@ export function createOperationActivities(deps: ActivityDeps, access: SiteAccess
       }
 
       // Site configuration (the password reads back as REDACTED, so only its presence can be checked)
-      const sg = await sourcegraphFor(input.spec);
+      const sg = await sourcegraphFor({ ...input.spec, instance: input.instance });
       const { contents } = await sg.getSiteConfig();
       let current;
       try {

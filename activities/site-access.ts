@@ -13,6 +13,7 @@ import { sanitizeText } from '../lib/sanitize';
 import { applyManagedSettings, ownershipOf, readEmailSettings, type EmailSettings } from '../lib/site-config';
 import { customerOwned, siteConfigUnusable } from './failures';
 import type { SecretStore } from '../vendors/secret-manager';
+import { sendKeySecretOwner } from './send-keys';
 import type { SiteConfig, SourcegraphClient, SourcegraphClientOptions } from '../vendors/sourcegraph';
 
 /** How long an admin token is reused. */
@@ -29,6 +30,12 @@ export interface SiteRef {
    * the type only so that requests from workflows written before the check fail with a clear sentence.
    */
   gcpProject?: string;
+  /**
+   * The instance the site belongs to: its admin token is read only if the project's send-key secret is absent or
+   * labelled with this instance, so a spec naming another instance's project cannot send that instance's token to a
+   * URL of its own. Optional only for requests scheduled by workflow code from before the check.
+   */
+  instance?: string;
 }
 
 /** ApplicationFailure type of a request the worker refuses to make (URL not allowed, secret of another project). */
@@ -108,13 +115,36 @@ export function assertWritable(
 
 /** Builds the site access for one worker's activities. */
 export function createSiteAccess(
-  secrets: Pick<SecretStore, 'access'>,
+  secrets: Pick<SecretStore, 'access' | 'getSecretLabels'>,
   sourcegraph: (opts: SourcegraphClientOptions) => SourcegraphApi,
   settings: ManagedEmailSettings,
   guard: TargetGuard,
 ) {
   const tokens = new Map<string, { token: string; until: number }>();
   const configs = new Map<string, { config: SiteConfig; until: number }>();
+  /** Instances whose project claim was confirmed (`project/instance`), re-read after TOKEN_TTL_MS like a token. */
+  const claims = new Map<string, number>();
+
+  /**
+   * Refuses a site whose project another instance has claimed (its send-key secret is labelled with that instance):
+   * checked on every request, before the token cache, since a cached token must not go to another instance's URL.
+   */
+  async function checkProjectClaim(site: SiteRef): Promise<void> {
+    if (typeof site.instance !== 'string' || typeof site.gcpProject !== 'string') return;
+    const key = `${site.gcpProject}/${site.instance}`;
+    const now = Date.now();
+    if ((claims.get(key) ?? 0) > now) return;
+    const owner = await sendKeySecretOwner(secrets, site.instance, site.gcpProject);
+    if (typeof owner === 'object') {
+      throw ApplicationFailure.nonRetryable(
+        `adminTokenSecret is refused: project ${site.gcpProject} belongs to instance ${owner.owner}, not ` +
+          `${sanitizeText(site.instance, 63)} (its send-key secret says so), so no token of it goes to this site`,
+        TARGET_REFUSED,
+      );
+    }
+    for (const [k, until] of claims) if (until <= now) claims.delete(k);
+    if (owner === 'own') claims.set(key, now + TOKEN_TTL_MS);
+  }
 
   /** A token from the cache dropped after a 401 makes the call retryable, so Temporal retries with a fresh read. */
   function refreshOnAuthError(client: SourcegraphApi, secret: string): SourcegraphApi {
@@ -145,6 +175,7 @@ export function createSiteAccess(
     async sourcegraphFor(site: SiteRef): Promise<SourcegraphApi> {
       // Before the token is read (or taken from the cache): a refused site never sees it.
       await checkSite(site, guard);
+      await checkProjectClaim(site);
       // Every request checks and pins the address again (the client's resolveTarget): DNS may change in between.
       const resolveTarget = (url: string) => guard.resolve(url);
       const cached = tokens.get(site.adminTokenSecret);

@@ -162,6 +162,9 @@ export function sourcegraphUrlProblem(url: string, patterns: readonly UrlPattern
  * worker reads it and sends it to the instance: anything outside the instance's own project (or its send-key secret)
  * would turn the worker into a courier of other secrets.
  */
+/** The prefix of every secret managed-smtp writes in an instance's project; none of them is ever an admin token. */
+export const MANAGED_SECRET_PREFIX = 'managed-smtp-';
+
 export function adminTokenSecretProblem(secret: string, gcpProject: string): string | null {
   if (typeof secret !== 'string' || !SECRET_VERSION_PATTERN.test(secret)) {
     return 'adminTokenSecret must be a Secret Manager version name projects/P/secrets/S/versions/(latest|N)';
@@ -172,6 +175,11 @@ export function adminTokenSecretProblem(secret: string, gcpProject: string): str
   }
   if (secret.startsWith(`${prefix}${SEND_KEY_SECRET_ID}/`)) {
     return `adminTokenSecret ${JSON.stringify(secret)} is refused: it is the instance's send-key secret`;
+  }
+  // Every secret managed-smtp writes is named managed-smtp-* (the send key, GDPR request lists with their HMAC key):
+  // read as a token, its contents would go to the instance in a header.
+  if (secret.startsWith(`${prefix}${MANAGED_SECRET_PREFIX}`)) {
+    return `adminTokenSecret ${JSON.stringify(secret)} is refused: ${MANAGED_SECRET_PREFIX}* secrets are managed-smtp's own, not an admin token`;
   }
   return null;
 }

@@ -41,11 +41,12 @@ const activities = createActivities(vendorDeps(loadWorkerConfig(process.env)));
 async function enable(i: EmulatedInstance): Promise<PeerEnable> {
   const started = performance.now();
   // The same SiteRef the entity builds (workflows/instance/shared.ts siteOf): the project lets the activity check that
-  // the admin token is the instance's own.
+  // the admin token is the instance's own, the instance that no other instance has claimed the project.
   const site: SiteRef = {
     sourcegraphUrl: i.sourcegraphUrl,
     adminTokenSecret: i.adminTokenSecret,
     gcpProject: i.gcpProject,
+    instance: i.name,
   };
   try {
     const inspection = await activities.inspectSiteConfig(site);

@@ -86,6 +86,13 @@ describe('hostile enable requests are refused before anything is sent', { timeou
       adminTokenSecret: (p) => `projects/${p}/secrets/managed-smtp-send-key/versions/latest`,
       says: /(admin-token-secret|adminTokenSecret).*send-key secret/,
     },
+    {
+      // A GDPR request's secret holds recipients and their HMAC key: never a token to send to the instance.
+      name: "one of managed-smtp's own secrets as admin token",
+      url: () => `http://127.0.0.1:${port}/x`,
+      adminTokenSecret: (p) => `projects/${p}/secrets/managed-smtp-gdpr-${randomUUID()}/versions/latest`,
+      says: /(admin-token-secret|adminTokenSecret).*managed-smtp-\* secrets are managed-smtp's own/,
+    },
     { name: 'public URL outside the list', url: () => 'https://example.org', says: /sourcegraph.*matches none/i },
     { name: 'loopback literal not named', url: () => `http://[::1]:${port}`, says: /sourcegraph.*matches none/i },
     {
@@ -212,6 +219,48 @@ describe('hostile enable requests are refused before anything is sent', { timeou
     assert.deepEqual(world.liveSubaccounts('share-b'), [], 'B left nothing behind');
     const inv = checkInvariants(world.stack, [{ name: a.name, gcpProject: a.gcpProject }]);
     assert.equal(inv.converged, 1, JSON.stringify(inv.findings.map((f) => f.problems)));
+  });
+
+  test("a spec naming another instance's project never sends that instance's token to a URL of its own", async () => {
+    // The victim is enabled (its token was read a moment ago, so a worker may hold it in memory).
+    const victim = world.stack.addInstance('victim-a', { gcpProject: 'sg-victim' });
+    const enabled = await world.cli(
+      'enable',
+      victim.name,
+      '--sourcegraph-url',
+      victim.sourcegraphUrl,
+      '--gcp-project',
+      victim.gcpProject,
+      '--wait',
+    );
+    assert.equal(enabled.code, 0, enabled.err);
+    const reads = world.stack.secretManager.requestCount('AccessSecretVersion');
+    // The thief names the victim's project and token, and a URL it controls (allow-listed: an instance of its own).
+    const requestId = randomUUID();
+    const spec: EnableSpec = {
+      sourcegraphUrl: `http://127.0.0.1:${port}/thief`,
+      gcpProject: victim.gcpProject,
+      adminTokenSecret: victim.adminTokenSecret,
+      force: false,
+    };
+    await world.env.client.workflow.signalWithStart('managedSmtpWorkflow', {
+      workflowId: workflowIdFor('thief-b'),
+      taskQueue: lane.taskQueue,
+      args: [{ instance: 'thief-b' }],
+      signal: 'enable',
+      signalArgs: [{ requestId, spec }],
+    });
+    const status: InstanceStatus = await lane.client.waitFor(
+      { instance: 'thief-b', requestId, workflowId: workflowIdFor('thief-b') },
+      { timeoutMs: 60_000 },
+    );
+    assert.equal(status.state, 'failed');
+    assert.match(status.error ?? '', /project sg-victim belongs to instance victim-a, not thief-b/);
+    assert.equal(status.retrying ?? null, null, 'not retrying');
+    assert.deepEqual(received, [], 'nothing reached the URL the thief named');
+    assert.equal(world.stack.secretManager.requestCount('AccessSecretVersion'), reads, 'no secret was read');
+    assert.deepEqual(world.liveSubaccounts('thief-b'), [], 'no subaccount');
+    assert.equal((await lane.client.status(victim.name)).state, 'active', 'the victim is untouched');
   });
 
   test('subaccount id 0 (the primary account) is refused for subaccount-scoped calls, before any request', async () => {

@@ -28,7 +28,7 @@ export async function restoreSite(e: Entity): Promise<boolean> {
   e.publish(state, 'restore-site-config');
   try {
     const r = await restoring.restoreSiteConfig({
-      ...siteOf(s.spec),
+      ...siteOf(s.spec, s.instance),
       previous: s.previousSettings,
       ...(s.sendingDomain ? { customSenderDomain: s.sendingDomain.domain } : {}),
     });

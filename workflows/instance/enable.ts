@@ -42,7 +42,7 @@ export function specChangeProblem(s: InstanceStatus, spec: EnableSpec): string |
 /** Restores the old site and deletes the old secret before provisioning a moved instance. */
 async function moveAway(e: Entity, old: EnableSpec): Promise<void> {
   const s = e.status;
-  const site = siteOf(old);
+  const site = siteOf(old, s.instance);
   if (s.previousSettings) {
     e.publish('provisioning', 'restore-site-config');
     const r = await restoring.restoreSiteConfig({ ...site, previous: s.previousSettings, ...senderDomainArg(s) });
@@ -82,7 +82,7 @@ export async function enable(e: Entity, request: EnableRequest): Promise<void> {
   let terminate = false;
   let terminated = false;
   try {
-    const site = siteOf(spec);
+    const site = siteOf(spec, instance);
     e.publish('provisioning', 'inspect-site-config');
     const custom = s.sendingDomain;
     // A sender on the instance's own custom domain is managed, not the customer's.
@@ -182,7 +182,7 @@ export async function enable(e: Entity, request: EnableRequest): Promise<void> {
         const previous = s.previousSettings ?? NO_SETTINGS;
         undo.push({
           step: 'restore-site-config',
-          run: () => restoring.restoreSiteConfig({ ...siteOf(spec), previous, ...senderDomainArg(s) }),
+          run: () => restoring.restoreSiteConfig({ ...siteOf(spec, instance), previous, ...senderDomainArg(s) }),
         });
       }
       if (reached.has('store-send-key')) {

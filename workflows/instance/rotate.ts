@@ -22,7 +22,7 @@ export async function rotate(e: Entity, requestId: string): Promise<void> {
     return;
   }
   const spec = s.spec;
-  const site = siteOf(spec);
+  const site = siteOf(spec, s.instance);
   const subaccountId = s.subaccountId;
   const old = { keyId: s.keyId, secretVersion: s.secretVersion };
   const base = { instance: s.instance, gcpProject: spec.gcpProject, subaccountId };

@@ -119,7 +119,7 @@ async function switchSender(e: Entity, requestId: string): Promise<void> {
     e.refreshDetails();
     return;
   }
-  const site = siteOf(s.spec);
+  const site = siteOf(s.spec, s.instance);
   const subaccountId = s.subaccountId;
   const base = { ...site, instance: s.instance, secretVersion: s.secretVersion, senderName: s.spec.senderName };
   s.error = null;
@@ -198,7 +198,7 @@ async function remove(e: Entity, requestId: string): Promise<void> {
   e.operation = 'sending domain';
   d.state = 'removing';
   if (s.state === 'active' && s.spec && s.secretVersion) {
-    const site = siteOf(s.spec);
+    const site = siteOf(s.spec, s.instance);
     const base = { ...site, instance: s.instance, secretVersion: s.secretVersion, senderName: s.spec.senderName };
     s.error = null;
     try {

@@ -15,9 +15,15 @@ export interface UndoStep {
 }
 
 /** Where the instance's Sourcegraph is and which secret holds its admin token. */
-export function siteOf(spec: EnableSpec): SiteRef {
-  // gcpProject: the activity refuses an admin token outside the instance's own project.
-  return { sourcegraphUrl: spec.sourcegraphUrl, adminTokenSecret: spec.adminTokenSecret, gcpProject: spec.gcpProject };
+export function siteOf(spec: EnableSpec, instance: string): SiteRef {
+  // gcpProject: the activity refuses an admin token outside the instance's own project; instance: or in a project
+  // another instance has claimed.
+  return {
+    sourcegraphUrl: spec.sourcegraphUrl,
+    adminTokenSecret: spec.adminTokenSecret,
+    gcpProject: spec.gcpProject,
+    instance,
+  };
 }
 
 /** `{ senderDomain }` when the sender is on a verified custom domain, else nothing (the shared domain). */
