@@ -351,4 +351,35 @@ describe('one request path per instance', { timeout: 600_000 }, () => {
     assert.equal(s.protection?.level, 'ok');
     assert.equal(pool(), '', 'disable undid the quarantine the clear could not lift');
   });
+
+  test('11. a protection configure queued behind a step is not lost to a disable that preempts the step', async () => {
+    const d = world.deps();
+    const fault = new FaultSwitch();
+    fault.on = false;
+    const l = await world.lane({
+      ...d,
+      sourcegraph: (o) => failing(d.sourcegraph(o), 'editSiteConfig', unavailable, fault),
+    });
+    const { i } = await enabled('configure-race', l);
+    fault.on = true;
+    await l.client.rotateKey(i.name);
+    await until('the rotation to retry its patch', () => fault.tripped >= 2);
+    const h = world.env.client.workflow.getHandle(workflowIdFor(i.name));
+    const configure: ProtectionRequest = {
+      requestId: 'configure-1',
+      input: { kind: 'configure', config: { quietSeconds: 60, action: 'suspend' }, actor: 'op' },
+    };
+    await h.executeUpdate(protectionRequestUpdate, { args: [configure] });
+    const handle = await l.client.disable(i.name, 'operator');
+    fault.on = false;
+    const s = await l.client.waitFor(handle, { timeoutMs: 120_000 });
+    assert.equal(s.state, 'disabled', s.error ?? '');
+    await until('the configure to run', async () => {
+      const p = (await l.client.status(i.name)).protection;
+      return p?.lastRequest?.requestId === 'configure-1';
+    });
+    const p = (await l.client.status(i.name)).protection;
+    assert.equal(p?.config.quietSeconds, 60);
+    assert.equal(p?.config.action, 'suspend');
+  });
 });
