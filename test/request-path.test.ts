@@ -5,6 +5,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { applyEdits, modify } from 'jsonc-parser';
+import { protectionRequestUpdate, protectionSignal } from '../contract/messages';
+import type { ProtectionRequest } from '../contract/types';
 import { VendorError } from '../lib/errors';
 import { workflowIdFor } from '../lib/instance';
 import { readEmailSettings } from '../lib/site-config';
@@ -329,5 +331,81 @@ describe('one request path per instance', { timeout: 600_000 }, () => {
         JSON.stringify(s.rejected),
       );
     });
+  });
+
+  test('10. a disable preempting a protection clear still undoes the quarantine', async () => {
+    const d = world.deps();
+    const fault = new FaultSwitch();
+    fault.on = false;
+    const sparkpostDown = () =>
+      new VendorError({ vendor: 'sparkpost', kind: 'unavailable', status: 503, message: 'injected: 503' });
+    const l = await world.lane({ ...d, sparkpost: failing(d.sparkpost, 'updateSubaccount', sparkpostDown, fault) });
+    const { i, subaccountId } = await enabled('clear-race', l);
+    const h = world.env.client.workflow.getHandle(workflowIdFor(i.name));
+    const pool = () => world.stack.sparkpost.state.subaccounts.find((s) => s.id === subaccountId)?.ip_pool ?? '';
+    const at = new Date().toISOString();
+    const severe: ProtectionRequest = {
+      requestId: 'severe-1',
+      input: {
+        kind: 'observe',
+        observation: {
+          source: 'metrics',
+          at,
+          from: new Date(Date.now() - 3600_000).toISOString(),
+          sent: 1000,
+          hardBounces: 0,
+          complaints: 8,
+        },
+      },
+    };
+    await h.signal(protectionSignal, severe);
+    await until('the quarantine', async () => {
+      const p = (await l.client.status(i.name)).protection;
+      return p?.level === 'quarantined' && p.lastRequest?.requestId === 'severe-1';
+    });
+    assert.equal(pool(), 'quarantine');
+    // The clear's lift keeps failing at SparkPost (retrying) when the operator disables the instance.
+    fault.on = true;
+    const clear: ProtectionRequest = { requestId: 'clear-1', input: { kind: 'clear', actor: 'op' } };
+    await h.executeUpdate(protectionRequestUpdate, { args: [clear] });
+    await until('the lift to retry', () => fault.tripped >= 2);
+    const handle = await l.client.disable(i.name, 'operator');
+    await until('the disable to preempt the lift', async () => (await l.client.status(i.name)).state === 'disabling');
+    fault.on = false;
+    const s = await l.client.waitFor(handle, { timeoutMs: 120_000 });
+    assert.equal(s.state, 'disabled', s.error ?? '');
+    assert.equal(s.protection?.level, 'ok');
+    assert.equal(pool(), '', 'disable undid the quarantine the clear could not lift');
+  });
+
+  test('11. a protection configure queued behind a step is not lost to a disable that preempts the step', async () => {
+    const d = world.deps();
+    const fault = new FaultSwitch();
+    fault.on = false;
+    const l = await world.lane({
+      ...d,
+      sourcegraph: (o) => failing(d.sourcegraph(o), 'editSiteConfig', unavailable, fault),
+    });
+    const { i } = await enabled('configure-race', l);
+    fault.on = true;
+    await l.client.rotateKey(i.name);
+    await until('the rotation to retry its patch', () => fault.tripped >= 2);
+    const h = world.env.client.workflow.getHandle(workflowIdFor(i.name));
+    const configure: ProtectionRequest = {
+      requestId: 'configure-1',
+      input: { kind: 'configure', config: { quietSeconds: 60, action: 'suspend' }, actor: 'op' },
+    };
+    await h.executeUpdate(protectionRequestUpdate, { args: [configure] });
+    const handle = await l.client.disable(i.name, 'operator');
+    fault.on = false;
+    const s = await l.client.waitFor(handle, { timeoutMs: 120_000 });
+    assert.equal(s.state, 'disabled', s.error ?? '');
+    await until('the configure to run', async () => {
+      const p = (await l.client.status(i.name)).protection;
+      return p?.lastRequest?.requestId === 'configure-1';
+    });
+    const p = (await l.client.status(i.name)).protection;
+    assert.equal(p?.config.quietSeconds, 60);
+    assert.equal(p?.config.action, 'suspend');
   });
 });

@@ -9,7 +9,7 @@
  * update (from smtpctl, malformed ones rejected) both push `{ kind: 'protection', request }` onto the same queue as
  * every other request. `disable` calls resetProtectionForDisable first, so it undoes a quarantine too.
  */
-import { proxyActivities, upsertSearchAttributes } from '@temporalio/workflow';
+import { isCancellation, patched, proxyActivities, upsertSearchAttributes } from '@temporalio/workflow';
 import type { ProtectionRequest } from '../contract/types';
 import {
   actionAt,
@@ -155,9 +155,11 @@ export async function runProtectionRequest(host: ProtectionHost, req: Protection
       continue;
     }
     const subaccountId = s.subaccountId;
+    let applying = false;
     try {
       if (e.type === 'apply') {
         if (e.action === 'quarantine') next.previousPool = await vendor.subaccountPool({ subaccountId });
+        applying = true;
         outcomes.push((await vendor.applyProtection({ subaccountId, action: e.action, pool: e.pool })).message);
       } else {
         const r = await vendor.liftProtection({
@@ -170,6 +172,13 @@ export async function runProtectionRequest(host: ProtectionHost, req: Protection
         next.previousPool = null;
       }
     } catch (err) {
+      if (isCancellation(err) && patched('protection-preempted-keeps-level')) {
+        // A disable preempted the vendor step. Unless the apply itself may have run, the ladder stays where it was:
+        // a lift cut short leaves the action in force, and the disable's reset must see it to lift it.
+        if (e.type === 'lift' || !applying) s.protection = before;
+        s.protection.lastRequest = { requestId: req.requestId, at: now, outcome: 'superseded by disable' };
+        throw err;
+      }
       outcomes.push(`${e.type === 'apply' ? e.action : `lifting ${e.action}`} failed: ${host.describe(err)}`);
     }
   }

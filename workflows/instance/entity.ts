@@ -188,10 +188,14 @@ export class Entity {
   supersedeForDisable(): void {
     for (let i = this.queue.length - 1; i >= 0; i--) {
       const q = this.queue[i];
-      const keep = q.kind === 'disable' || (q.kind === 'sending-domain' && q.request.action === 'remove');
+      // An operator's protection configure is not made moot by disable (it has no vendor effect): it still runs.
+      const keep =
+        q.kind === 'disable' ||
+        (q.kind === 'sending-domain' && q.request.action === 'remove') ||
+        (q.kind === 'protection' && q.request.input?.kind === 'configure');
       if (keep) continue;
       this.queue.splice(i, 1);
-      if (q.kind === 'protection') continue; // a reading: disable resets the ladder anyway
+      if (q.kind === 'protection') continue; // a reading or a clear: disable resets the ladder anyway
       this.finish(q.request.requestId, 'superseded by disable', q.kind);
       if (q.kind === 'check') this.results.set(q.request.requestId, this.supersededCheck());
       else if (q.kind === 'sending-domain') this.results.set(q.request.requestId, new Error('superseded by disable'));

@@ -155,13 +155,19 @@ export async function managedSmtpWorkflow(input: ManagedSmtpInput): Promise<void
   if (e.status.requests.length === 0 && e.queue.length === 0) e.refreshDetails();
 
   let restoreWait = 0;
+  // When the next restore is due: requests that run meanwhile (an hourly check) must not push it back.
+  let restoreAt: number | null = null;
   for (;;) {
     const pending = !!e.status.restorePending && e.status.state === 'disabled';
     if (pending) {
       // Back off from 10 minutes to 6 hours: a site down for months costs a few events a day.
       const minutes = Math.min(360, 10 * 2 ** restoreWait);
-      const woke = await condition(() => e.queue.length > 0 || e.shouldContinueAsNew(), minutes * 60_000);
+      let wait = minutes * 60_000;
+      if (restoreAt !== null && patched('restore-due-at')) wait = restoreAt - Date.now();
+      else restoreAt = Date.now() + wait;
+      const woke = wait > 0 && (await condition(() => e.queue.length > 0 || e.shouldContinueAsNew(), wait));
       if (!woke) {
+        restoreAt = null;
         restoreWait = (await restoreSite(e)) ? 0 : restoreWait + 1;
         if (!e.status.restorePending) e.status.error = null;
         e.refreshDetails();
@@ -169,6 +175,7 @@ export async function managedSmtpWorkflow(input: ManagedSmtpInput): Promise<void
       }
     } else {
       restoreWait = 0;
+      restoreAt = null;
       await condition(() => e.queue.length > 0 || e.shouldContinueAsNew());
     }
     const next = e.queue.shift();
