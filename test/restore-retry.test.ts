@@ -8,56 +8,26 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, test } from 'node:test';
 import { WorkflowUpdateFailedError, WorkflowUpdateStage } from '@temporalio/client';
-import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import type { Worker } from '@temporalio/worker';
 import { ManagedSmtpClient } from '../client';
 import { checkUpdate } from '../contract/messages';
-import { EmulatorStack, specFor } from '../emulators/stack';
-import { VendorError } from '../lib/errors';
+import { specFor } from '../emulators/stack';
 import { workflowIdFor } from '../lib/instance';
 import { readEmailSettings } from '../lib/site-config';
-import { createManagedSmtpWorker, vendorDeps } from '../worker/worker';
-import { FaultSwitch, failing } from './helpers/faulty';
-import { uniqueTaskQueue, workflowBundle } from './helpers/temporal';
-import { startTimeSkipping } from './helpers/time-skipping';
+import { startSkippingWorld, type SkippingWorld } from './helpers/time-skipping';
 
 const HOUR = 3_600_000;
 
-let env: TestWorkflowEnvironment;
-let stack: EmulatorStack;
-let worker: Worker;
-let running: Promise<void>;
-let taskQueue: string;
-const outage = new FaultSwitch();
-outage.on = false;
+let world: SkippingWorld;
 
 before(async () => {
-  [env, stack] = await Promise.all([startTimeSkipping(), EmulatorStack.start()]);
-  taskQueue = uniqueTaskQueue('restore-retry');
-  const d = { ...vendorDeps(stack.workerConfig(taskQueue)), temporal: env.client };
-  const down = () => new VendorError({ vendor: 'sourcegraph', kind: 'unavailable', status: 503, message: 'down' });
-  const sourcegraph = (o: Parameters<typeof d.sourcegraph>[0]) =>
-    failing(d.sourcegraph(o), 'editSiteConfig', down, outage);
-  worker = await createManagedSmtpWorker({
-    connection: env.nativeConnection,
-    namespace: 'default',
-    taskQueue,
-    deps: { ...d, sourcegraph, readRetryPausesMs: [0, 0] },
-    workflowBundle: await workflowBundle(),
-    shutdownGraceTime: '1s',
-  });
-  running = worker.run();
+  world = await startSkippingWorld('restore-retry', ['editSiteConfig']);
 });
 
-after(async () => {
-  worker?.shutdown();
-  await running?.catch(() => undefined);
-  await stack?.close();
-  await env?.teardown();
-});
+after(() => world?.close());
 
 test('hourly checks do not hold back the retried restore of a disabled instance', { timeout: 300_000 }, async () => {
-  const client = new ManagedSmtpClient(env.client, taskQueue);
+  const { env, stack, outage } = world;
+  const client = new ManagedSmtpClient(env.client, world.taskQueue);
   const i = stack.addInstance('restore-later');
   assert.equal((await client.waitFor(await client.enable(i.name, specFor(i)), { timeoutMs: 120_000 })).state, 'active');
   const handle = env.client.workflow.getHandle(workflowIdFor(i.name));

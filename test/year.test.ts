@@ -23,17 +23,11 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, test } from 'node:test';
 import { WorkflowUpdateFailedError, WorkflowUpdateStage } from '@temporalio/client';
-import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import type { Worker } from '@temporalio/worker';
 import { ManagedSmtpClient } from '../client';
 import { checkUpdate } from '../contract/messages';
-import { EmulatorStack, specFor } from '../emulators/stack';
-import { VendorError } from '../lib/errors';
+import { specFor } from '../emulators/stack';
 import { workflowIdFor } from '../lib/instance';
-import { createManagedSmtpWorker, vendorDeps } from '../worker/worker';
-import { FaultSwitch, failing } from './helpers/faulty';
-import { uniqueTaskQueue, workflowBundle } from './helpers/temporal';
-import { startTimeSkipping } from './helpers/time-skipping';
+import { startSkippingWorld, type SkippingWorld } from './helpers/time-skipping';
 
 const HOUR = 3_600_000;
 /** Hours between checks; MANAGED_SMTP_YEAR_CHECK_HOURS=1 runs the hourly year (6 to 9 minutes). */
@@ -43,46 +37,21 @@ if (!Number.isInteger(CHECK_EVERY_HOURS) || CHECK_EVERY_HOURS < 1 || 24 % CHECK_
 }
 const OUTAGE = { fromDay: 120, toDay: 210 };
 
-let env: TestWorkflowEnvironment;
-let stack: EmulatorStack;
-let worker: Worker;
-let running: Promise<void>;
-const outage = new FaultSwitch();
-outage.on = false;
+let world: SkippingWorld;
 
 before(async () => {
-  [env, stack] = await Promise.all([startTimeSkipping(), EmulatorStack.start()]);
-  const taskQueue = uniqueTaskQueue('year');
-  const d = { ...vendorDeps(stack.workerConfig(taskQueue)), temporal: env.client };
-  const down = () => new VendorError({ vendor: 'sourcegraph', kind: 'unavailable', status: 503, message: 'down' });
-  const sourcegraph = (o: Parameters<typeof d.sourcegraph>[0]) =>
-    failing(failing(d.sourcegraph(o), 'getSiteConfig', down, outage), 'editSiteConfig', down, outage);
-  worker = await createManagedSmtpWorker({
-    connection: env.nativeConnection,
-    namespace: 'default',
-    taskQueue,
-    // No pauses between the quick re-reads inside an activity: the test server cannot skip a wait in the worker, and
-    // they made each failed outage check cost about 1 s of wall time (they are covered by progress.test.ts).
-    deps: { ...d, sourcegraph, readRetryPausesMs: [0, 0] },
-    workflowBundle: await workflowBundle(),
-    shutdownGraceTime: '1s',
-  });
-  running = worker.run();
-  process.env.MANAGED_SMTP_TASK_QUEUE = taskQueue;
+  world = await startSkippingWorld('year', ['getSiteConfig', 'editSiteConfig']);
+  process.env.MANAGED_SMTP_TASK_QUEUE = world.taskQueue;
 });
 
-after(async () => {
-  worker?.shutdown();
-  await running?.catch(() => undefined);
-  await stack?.close();
-  await env?.teardown();
-});
+after(() => world?.close());
 
 test(
   'a year of checks, rotations, alerts, GDPR records and a 90-day outage keeps every history bounded',
   { timeout: 1_500_000 },
   async () => {
-    const client = new ManagedSmtpClient(env.client, process.env.MANAGED_SMTP_TASK_QUEUE);
+    const { env, stack, outage } = world;
+    const client = new ManagedSmtpClient(env.client, world.taskQueue);
     const i = stack.addInstance('yearly');
     const first = await client.enable(i.name, specFor(i));
     assert.equal((await client.waitFor(first, { timeoutMs: 120_000 })).state, 'active');
