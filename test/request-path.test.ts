@@ -408,4 +408,60 @@ describe('one request path per instance', { timeout: 600_000 }, () => {
     assert.equal(p?.config.quietSeconds, 60);
     assert.equal(p?.config.action, 'suspend');
   });
+
+  test('12. a quarantine whose pool read failed is not recorded, and a later lift keeps the dedicated pool', async () => {
+    const d = world.deps();
+    // A 403 fails the pool read at once; a 503 would fail the same way after COMPENSATION's ~3.5 minutes of retries.
+    const fault = new FaultSwitch(1);
+    fault.on = false;
+    const denied = () =>
+      new VendorError({ vendor: 'sparkpost', kind: 'forbidden', status: 403, message: 'injected: 403' });
+    const l = await world.lane({ ...d, sparkpost: failing(d.sparkpost, 'getSubaccount', denied, fault) });
+    const { i, subaccountId } = await enabled('pool-read', l);
+    const assigned = await l.client.waitFor(await l.client.assignIpPool(i.name, 'acme_dedicated', true), {
+      timeoutMs: 60_000,
+    });
+    assert.equal(assigned.ipPool, 'acme_dedicated', JSON.stringify(assigned.lastIpPoolChange));
+    const h = world.env.client.workflow.getHandle(workflowIdFor(i.name));
+    const pool = () => world.stack.sparkpost.state.subaccounts.find((s) => s.id === subaccountId)?.ip_pool ?? '';
+    const severe = (requestId: string): ProtectionRequest => ({
+      requestId,
+      input: {
+        kind: 'observe',
+        observation: {
+          source: 'metrics',
+          at: new Date().toISOString(),
+          from: new Date(Date.now() - 3600_000).toISOString(),
+          sent: 1000,
+          hardBounces: 0,
+          complaints: 8,
+        },
+      },
+    });
+    const step = async (req: ProtectionRequest) => {
+      await h.signal(protectionSignal, req);
+      let p: Awaited<ReturnType<typeof l.client.status>>['protection'];
+      await until(req.requestId, async () => {
+        p = (await l.client.status(i.name)).protection;
+        return p?.lastRequest?.requestId === req.requestId;
+      });
+      return { level: p!.level, previousPool: p!.previousPool, outcome: p!.lastRequest!.outcome, pool: pool() };
+    };
+    // The quarantine's read of the pool to put back fails (once): nothing is applied.
+    fault.on = true;
+    const failed = await step(severe('severe-1'));
+    assert.equal(fault.tripped, 1);
+    // The next severe reading tries again, and this time the quarantine is applied.
+    const applied = await step(severe('severe-2'));
+    const lifted = await step({ requestId: 'clear-1', input: { kind: 'clear', actor: 'op' } });
+    assert.equal(lifted.pool, 'acme_dedicated', `the lift kept the dedicated pool: ${JSON.stringify(lifted)}`);
+    // The ladder's level matches what is in force at SparkPost at every step.
+    assert.equal(failed.pool, 'acme_dedicated');
+    assert.notEqual(failed.level, 'quarantined', `not applied, not recorded: ${JSON.stringify(failed)}`);
+    assert.match(failed.outcome, /injected: 403/);
+    assert.equal(applied.pool, 'quarantine');
+    assert.equal(applied.level, 'quarantined');
+    assert.equal(applied.previousPool, 'acme_dedicated');
+    assert.equal(lifted.level, 'ok');
+  });
 });

@@ -179,6 +179,23 @@ export async function runProtectionRequest(host: ProtectionHost, req: Protection
         s.protection.lastRequest = { requestId: req.requestId, at: now, outcome: 'superseded by disable' };
         throw err;
       }
+      if (e.type === 'apply' && !applying && patched('protection-pool-read-keeps-level')) {
+        // The pool to put back could not be read, so the quarantine was not applied: the ladder stays where it was
+        // (no transition, no alert; the observation is kept) and the next severe reading tries again. Recording
+        // `quarantined` here would claim a quarantine that is not in force, and its lift would drop the subaccount's
+        // dedicated pool for want of the one to put back.
+        s.protection = { ...before, last: next.last, lastBadAt: next.lastBadAt };
+        s.protection.lastRequest = {
+          requestId: req.requestId,
+          at: now,
+          outcome: [
+            ...outcomes,
+            `${e.action} not applied: reading the subaccount's IP pool failed: ${host.describe(err)}; stays ${before.level}`,
+          ].join('; '),
+        };
+        host.refresh();
+        return;
+      }
       outcomes.push(`${e.type === 'apply' ? e.action : `lifting ${e.action}`} failed: ${host.describe(err)}`);
     }
   }
