@@ -11,6 +11,8 @@ import { parseUrlPatterns } from '../lib/allow-list';
 import { MAX_INSTANCE_TEXT } from '../lib/sanitize';
 import { readEmailSettings } from '../lib/site-config';
 import { assertWritable } from '../activities/site-access';
+import type { CheckInput } from '../activities/operations';
+import type { Finding } from '../lib/types';
 
 const ESCAPES = '\x1b[2J\x1b]0;owned\x07\u202e';
 
@@ -19,6 +21,8 @@ function depsWith(config: string): ActivityDeps {
     sparkpost: {} as ActivityDeps['sparkpost'],
     secrets: {
       access: async (name: string) => ({ name, data: 'sgp_0123456789abcdef' }),
+      accessIfExists: async () => null,
+      getSecretLabels: async () => null,
     } as unknown as ActivityDeps['secrets'],
     sourcegraph: () => ({
       getSiteConfig: async () => ({ id: 1, contents: config, validationMessages: [] }),
@@ -61,5 +65,39 @@ describe('inspectSiteConfig', () => {
       assert.ok(text.length <= MAX_INSTANCE_TEXT, `${text.length} characters`);
       assert.ok(!/[\u0000-\u001f\u007f-\u009f\u202e]/.test(text), 'no control character'); // eslint-disable-line no-control-regex
     }
+  });
+});
+
+describe('checkInstance', () => {
+  test('the drifted values it quotes from the site configuration are bounded and without control characters', async () => {
+    const config = JSON.stringify({
+      'email.address': `${ESCAPES}${'a'.repeat(100_000)}@cloud.sourcegraph.com`,
+      'email.smtp': {
+        host: 'smtp.eu.sparkpostmail.com',
+        port: `${ESCAPES}${'p'.repeat(1_000_000)}`,
+        username: 'SMTP_Injection',
+        password: 'REDACTED',
+        authentication: { huge: `${ESCAPES}${'x'.repeat(1_000_000)}` },
+      },
+    });
+    const acts = createActivities(depsWith(config));
+    const input: CheckInput = {
+      instance: 'acme',
+      state: 'active',
+      spec: {
+        sourcegraphUrl: 'http://127.0.0.1:1/acme',
+        gcpProject: 'acme-project',
+        adminTokenSecret: 'projects/acme-project/secrets/sourcegraph-admin-token/versions/latest',
+        force: false,
+      },
+      subaccountId: null,
+      keyId: null,
+    };
+    const findings = (await new MockActivityEnvironment().run(acts.checkInstance, input)) as Finding[];
+    const site = findings.find((f) => f.check === 'site-config');
+    assert.ok(site && !site.ok, JSON.stringify(findings).slice(0, 500));
+    assert.match(site.message, /email\.address is .*; port is .*; authentication is /);
+    assert.ok(site.message.length <= 2_000, `${site.message.length} characters`);
+    assert.ok(!/[\u0000-\u001f\u007f-\u009f\u202e]/.test(site.message), 'no control character'); // eslint-disable-line no-control-regex
   });
 });
