@@ -9,7 +9,8 @@ import { MockActivityEnvironment } from '@temporalio/testing';
 import { createActivities, type ActivityDeps, type SiteInspection } from '../activities';
 import { parseUrlPatterns } from '../lib/allow-list';
 import { MAX_INSTANCE_TEXT } from '../lib/sanitize';
-import { readEmailSettings } from '../lib/site-config';
+import { ApplicationFailure } from '@temporalio/common';
+import { readEmailSettings, restoreSettings } from '../lib/site-config';
 import { assertWritable } from '../activities/site-access';
 import type { CheckInput } from '../activities/operations';
 import type { Finding } from '../lib/types';
@@ -42,8 +43,8 @@ function depsWith(config: string): ActivityDeps {
 describe('inspectSiteConfig', () => {
   test("the customer's SMTP host and sender come back bounded and without control characters", async () => {
     const config = JSON.stringify({
-      'email.address': `${ESCAPES}${'a'.repeat(100_000)}@example.com`,
-      'email.smtp': { host: `${ESCAPES}${'h'.repeat(1_000_000)}`, port: 25, authentication: 'none' },
+      'email.address': `${ESCAPES}${'a'.repeat(20_000)}@example.com`,
+      'email.smtp': { host: `${ESCAPES}${'h'.repeat(30_000)}`, port: 25, authentication: 'none' },
     });
     const acts = createActivities(depsWith(config));
     const site = {
@@ -99,5 +100,41 @@ describe('checkInstance', () => {
     assert.match(site.message, /email\.address is .*; port is .*; authentication is /);
     assert.ok(site.message.length <= 2_000, `${site.message.length} characters`);
     assert.ok(!/[\u0000-\u001f\u007f-\u009f\u202e]/.test(site.message), 'no control character'); // eslint-disable-line no-control-regex
+  });
+});
+
+describe('previous email settings', () => {
+  const site = {
+    sourcegraphUrl: 'http://127.0.0.1:1/acme',
+    gcpProject: 'acme-project',
+    adminTokenSecret: 'projects/acme-project/secrets/sourcegraph-admin-token/versions/latest',
+  };
+  const configWith = (filler: number) =>
+    JSON.stringify({
+      'email.address': 'ops@acme.com',
+      'email.senderName': 'Acme \u00e9\u202e',
+      'email.smtp': { host: 'smtp.acme.com', port: 25, authentication: 'none', note: `\x1b${'n'.repeat(filler)}` },
+      'other.key': true,
+    });
+
+  test('larger than 64 KiB are refused as unusable, non-retryably, with one clear line', async () => {
+    const acts = createActivities(depsWith(configWith(3_000_000)));
+    await assert.rejects(new MockActivityEnvironment().run(acts.inspectSiteConfig, site), (err: unknown) => {
+      assert.ok(err instanceof ApplicationFailure, String(err));
+      assert.equal(err.type, 'SiteConfigUnusableError');
+      assert.equal(err.nonRetryable, true);
+      assert.match(err.message, /email settings .* bytes .* 65536/);
+      assert.ok(err.message.length < 400 && !err.message.includes('\n'), err.message);
+      return true;
+    });
+  });
+
+  test('within the bound are kept and restored exactly', async () => {
+    const config = configWith(60_000);
+    const acts = createActivities(depsWith(config));
+    const r = (await new MockActivityEnvironment().run(acts.inspectSiteConfig, site)) as SiteInspection;
+    assert.equal(r.ownership, 'customer');
+    assert.deepEqual(r.previous, readEmailSettings(config));
+    assert.deepEqual(JSON.parse(restoreSettings(config, r.previous)), JSON.parse(config));
   });
 });
