@@ -186,6 +186,9 @@ export function sameIps(a: readonly string[], b: readonly string[]): boolean {
 }
 
 /** Builds the activities from injected clients. */
+/** Largest customer email settings (serialized) kept to be restored on disable. */
+export const MAX_PREVIOUS_SETTINGS_BYTES = 64 * 1024;
+
 export function createActivities(rawDeps: ActivityDeps) {
   // Every vendor call heartbeats first, so a killed worker's activity is retried after the heartbeat timeout.
   // Idempotent reads get a short bounded retry inside the activity (activities/progress.ts); writes never do.
@@ -247,9 +250,19 @@ export function createActivities(rawDeps: ActivityDeps) {
         const custom = ownershipOf(current, { relayHost: settings.relayHost, senderDomain: site.customSenderDomain });
         if (custom === 'managed') ownership = 'managed';
       }
+      // The customer's settings are kept in workflow state (and returned here) to be restored exactly on disable:
+      // refused beyond a sane size, so they can never grow the history or exceed Temporal's payload limit.
+      const previous = ownership === 'managed' ? NO_SETTINGS : current;
+      const size = previous === NO_SETTINGS ? 0 : Buffer.byteLength(JSON.stringify(previous));
+      if (size > MAX_PREVIOUS_SETTINGS_BYTES) {
+        siteConfigUnusable(
+          `its email settings (email.address, email.smtp, email.senderName) are ${size} bytes as JSON, more than ` +
+            `the ${MAX_PREVIOUS_SETTINGS_BYTES} that can be kept to restore them on disable; shorten them`,
+        );
+      }
       return {
         ownership,
-        previous: ownership === 'managed' ? NO_SETTINGS : current,
+        previous,
         // Quoted in the status (enable leaves customer settings alone): instance text, so bounded and one clean line.
         smtpHost: current.smtp && typeof current.smtp.host === 'string' ? sanitizeText(current.smtp.host, 320) : null,
         address: current.address === null ? null : sanitizeText(current.address, 320),

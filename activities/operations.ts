@@ -12,6 +12,7 @@ import {
   senderAddress,
   sendKeySecretName,
 } from '../lib/instance';
+import { sanitizeText } from '../lib/sanitize';
 import { ownershipOf, readEmailSettings, REDACTED } from '../lib/site-config';
 import { CUSTOMER_OWNED } from './failures';
 import type { EnableSpec, Finding, InstanceState, SendingDomainState } from '../lib/types';
@@ -39,6 +40,16 @@ export interface CheckInput {
 export interface KeyRef {
   keyId: string;
   secretVersion: string;
+}
+
+/** Longest quoted value in a finding: findings land in status.lastCheck (history, smtpctl output). */
+const MAX_QUOTED = 200;
+
+/** A value (from the instance or a vendor) quoted in a finding: JSON, bounded, one line without control characters. */
+function quoted(value: unknown): string {
+  // A hostile string is cut before it is serialised, so a megabyte is never copied.
+  const v = typeof value === 'string' && value.length > MAX_QUOTED * 2 ? value.slice(0, MAX_QUOTED * 2) : value;
+  return sanitizeText(JSON.stringify(v) ?? String(v), MAX_QUOTED);
 }
 
 /** Day-two activities. */
@@ -173,7 +184,7 @@ export function createOperationActivities(deps: ActivityDeps, access: SiteAccess
         add('send-key', keys.length === 1, `${keys.length} live send key(s) on subaccount ${subaccountId}`);
         for (const k of keys) {
           if (!hasSendKeyGrants(k.grants)) {
-            add('key-grants', false, `send key ${k.id} grants ${JSON.stringify(k.grants)}, expected ["smtp/inject"]`);
+            add('key-grants', false, `send key ${k.id} grants ${quoted(k.grants)}, expected ["smtp/inject"]`);
           }
         }
         // Least privilege: a key limited to the instance's egress IPs; repaired by provisioning (ensureSendKey).
@@ -231,21 +242,21 @@ export function createOperationActivities(deps: ActivityDeps, access: SiteAccess
         add(
           'site-config',
           false,
-          `the instance now has its own SMTP settings (host ${String(current.smtp?.host)})`,
+          `the instance now has its own SMTP settings (host ${sanitizeText(String(current.smtp?.host), MAX_QUOTED)})`,
           false,
         );
         return findings;
       }
       const smtp = current.smtp ?? {};
       const problems: string[] = [];
-      if (current.address !== expected) problems.push(`email.address is ${JSON.stringify(current.address)}`);
+      if (current.address !== expected) problems.push(`email.address is ${quoted(current.address)}`);
       if (!current.smtp) problems.push('email.smtp is missing');
       else {
-        if (smtp.host !== settings.relayHost) problems.push(`host is ${JSON.stringify(smtp.host)}`);
-        if (smtp.port !== settings.relayPort) problems.push(`port is ${JSON.stringify(smtp.port)}`);
+        if (smtp.host !== settings.relayHost) problems.push(`host is ${quoted(smtp.host)}`);
+        if (smtp.port !== settings.relayPort) problems.push(`port is ${quoted(smtp.port)}`);
         if (smtp.username !== SMTP_USERNAME && smtp.username !== REDACTED)
           problems.push('username is not SMTP_Injection');
-        if (smtp.authentication !== 'PLAIN') problems.push(`authentication is ${JSON.stringify(smtp.authentication)}`);
+        if (smtp.authentication !== 'PLAIN') problems.push(`authentication is ${quoted(smtp.authentication)}`);
         if (!smtp.password) problems.push('password is missing');
       }
       if (input.spec.senderName !== undefined && current.senderName !== input.spec.senderName) {

@@ -239,7 +239,7 @@ export const gdprStatusDocument = z
     schemaVersion,
     instance: z.string(),
     receipts: z.array(gdprReceipt),
-    auditRecords: z.array(requestSchemas().gdprAudit).optional(),
+    auditRecords: z.array(requestSchemas().gdprAudit.loose()).optional(),
   })
   .meta({ title: 'smtpctl gdpr-status' });
 

@@ -11,7 +11,7 @@ export const MAX_LISTED_RECIPIENTS = 10_000;
 /** SparkPost completes data-privacy requests within 30 days: verification waits this long by default. */
 export const DEFAULT_VERIFY_AFTER_SECONDS = 30 * 24 * 3600;
 /** Longest address accepted (RFC 5321 path limit). */
-const MAX_ADDRESS_LENGTH = 254;
+export const MAX_ADDRESS_LENGTH = 254;
 /** The same loose check SparkPost applies: something@domain.tld, no spaces. */
 const EMAIL = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
 /** Request ids go into a secret id (`[A-Za-z0-9_-]`, at most 255 characters) and a workflow id. */

@@ -153,22 +153,6 @@ function buildSchemas() {
     bounceRate: z.number().min(0).max(1),
     threshold: z.number().min(0).max(1),
   });
-  /** The gdprAudit signal's payload (counts only). */
-  const gdprAuditSchema = z
-    .object({
-      requestId,
-      at: isoTime,
-      scope: z.enum(['listed', 'all-recipients']),
-      recipients: z.number().int().nonnegative(),
-      batches: z.number().int().nonnegative(),
-      optOut: z.boolean(),
-      outcome: z.enum(['filed', 'failed']),
-      error: z.string().max(2000).optional(),
-      verifiedAt: isoTime.optional(),
-      found: z.number().int().nonnegative().optional(),
-      listDestroyedAt: isoTime.optional(),
-    })
-    .passthrough();
   /**
    * Text of an audit record that tooling signals (smtpctl suppression remove): refused beyond four times `max`, else
    * one line without control characters, cut to `max`; cleaned rather than refused, so a record is never lost over a
@@ -179,6 +163,28 @@ function buildSchemas() {
       .string()
       .max(max * 4, `must be at most ${max * 4} characters`)
       .transform((v) => sanitizeText(v, max));
+  /**
+   * The gdprAudit signal's payload (counts only; lib/types.ts GdprAuditRecord): only these fields are kept (unknown
+   * ones dropped, so a signal sent straight to Temporal cannot bloat the status), the error as one clean line.
+   * No transform: smtpctl's gdpr-status JSON Schema is built from this one (client/output-schemas.ts).
+   */
+  const gdprAuditSchema = z.object({
+    requestId,
+    at: isoTime,
+    scope: z.enum(['listed', 'all-recipients']),
+    recipients: z.number().int().nonnegative(),
+    batches: z.number().int().nonnegative(),
+    optOut: z.boolean(),
+    outcome: z.enum(['filed', 'failed']),
+    error: z
+      .string()
+      .max(2000)
+      .overwrite((v) => sanitizeText(v, 2000))
+      .optional(),
+    verifiedAt: isoTime.optional(),
+    found: z.number().int().nonnegative().optional(),
+    listDestroyedAt: isoTime.optional(),
+  });
   /** The suppressionAudit signal's payload (lib/types.ts SuppressionAuditRecord). */
   const suppressionAuditSchema = z.object({
     requestId,
@@ -194,6 +200,35 @@ function buildSchemas() {
     message: auditText(MAX_TEXT).optional(),
     finishedAt: auditText(40).optional(),
   });
+  /** A DNS record to publish (lib/types.ts DnsRecord): a DKIM key's TXT value is well under 4096 characters. */
+  const dnsRecordSchema = z.object({
+    type: z.enum(['TXT', 'CNAME']),
+    name: auditText(320),
+    value: auditText(4096),
+    purpose: auditText(200),
+  });
+  /** The sendingDomainEvent signal's payload (contract/types.ts SendingDomainEvent), from the domain workflow. */
+  const domainRef = { requestId, domain: z.string().max(253, 'must be at most 253 characters') };
+  const sendingDomainEventSchema = z.discriminatedUnion('event', [
+    z.object({
+      ...domainRef,
+      event: z.literal('created'),
+      // At most 10 kept, as before (the domain workflow sends one).
+      dnsRecords: z.preprocess((v) => (Array.isArray(v) ? v.slice(0, 10) : v), z.array(dnsRecordSchema)),
+    }),
+    z.object({ ...domainRef, event: z.literal('verified'), at: auditText(40) }),
+    z.object({
+      ...domainRef,
+      event: z.literal('failed'),
+      at: auditText(40),
+      // Never refused (the failure must reach the entity): cut to 2000 characters, one clean line.
+      message: z
+        .string()
+        .transform((v) => sanitizeText(v, 2000))
+        .optional(),
+      cancelled: z.boolean().optional(),
+    }),
+  ]);
   /** The stuck signal's payload. */
   const stuckReportSchema = z.object({
     activity: z.string().max(100),
@@ -217,6 +252,7 @@ function buildSchemas() {
     deliverabilityAlert: deliverabilityAlertSchema,
     gdprAudit: gdprAuditSchema,
     suppressionAudit: suppressionAuditSchema,
+    sendingDomainEvent: sendingDomainEventSchema,
     stuckReport: stuckReportSchema,
   };
 }

@@ -12,6 +12,7 @@ import { createCipheriv, createDecipheriv, createHmac, randomBytes } from 'node:
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { z } from 'zod';
 import type { CodecKey } from './codec';
+import { MAX_ADDRESS_LENGTH, MAX_LISTED_RECIPIENTS } from '../contract/gdpr';
 
 /** An AES-256-GCM envelope; every field is JSON-safe. */
 export interface Sealed {
@@ -159,9 +160,28 @@ const chunkSchema = z.object({
   gz: z.string(),
 });
 
+/**
+ * Most bytes a GDPR secret payload may unzip to (about 15 MiB): the larger of a listed request at its longest
+ * (MAX_LISTED_RECIPIENTS addresses of MAX_ADDRESS_LENGTH characters, each escaped to at most 6 bytes of JSON) and as
+ * many keyed hashes (67 bytes of JSON each) as MAX_CHUNKS versions of gzip can hold (at least 32 bytes each: a hash
+ * is 32 random bytes), plus the rest of the payload. Anything larger is no request smtpctl made: a compressed bomb is
+ * refused while it is unzipped, before it can exhaust the worker's memory.
+ */
+export const MAX_GDPR_SECRET_BYTES =
+  4096 +
+  Math.max(
+    MAX_LISTED_RECIPIENTS * (MAX_ADDRESS_LENGTH * 6 + 3),
+    Math.ceil((MAX_CHUNKS * CHUNK_CHARS * 3) / 4 / 32) * 67,
+  );
+
 /** The version payloads that carry `payload` (gzip, base64, in parts of at most 48 KiB). */
 export function gdprSecretVersions(payload: GdprSecretPayload): string[] {
-  const gz = gzipSync(Buffer.from(JSON.stringify(payload), 'utf8')).toString('base64');
+  const json = Buffer.from(JSON.stringify(payload), 'utf8');
+  // Never written larger than readGdprSecretVersions reads.
+  if (json.length > MAX_GDPR_SECRET_BYTES) {
+    throw new UnsealError(`the GDPR request is too large for its secret (${json.length} bytes)`);
+  }
+  const gz = gzipSync(json).toString('base64');
   const parts = Math.max(1, Math.ceil(gz.length / CHUNK_CHARS));
   if (parts > MAX_CHUNKS) throw new UnsealError(`the GDPR request is too large for its secret (${parts} parts)`);
   const write = randomBytes(8).toString('hex');
@@ -195,8 +215,14 @@ export function readGdprSecretVersions(versions: readonly string[], context: str
     const gz = Array.from({ length: w.parts }, (_, i) => w.got.get(i)!).join('');
     let text: string;
     try {
-      text = gunzipSync(Buffer.from(gz, 'base64')).toString('utf8');
-    } catch {
+      // Bounded: a compressed bomb stops here, at the bound, instead of filling the worker's memory.
+      text = gunzipSync(Buffer.from(gz, 'base64'), { maxOutputLength: MAX_GDPR_SECRET_BYTES }).toString('utf8');
+    } catch (err) {
+      if (err instanceof RangeError || (err as { code?: unknown }).code === 'ERR_BUFFER_TOO_LARGE') {
+        throw new UnsealError(
+          `the GDPR request secret unzips to more than ${MAX_GDPR_SECRET_BYTES} bytes, more than any request holds`,
+        );
+      }
       throw new UnsealError('the GDPR request secret is not valid gzip');
     }
     return parseGdprSecret(text, context);

@@ -93,6 +93,44 @@ class Counter {
   }
 }
 
+/**
+ * SparkPost's event types (message, engagement, generation, unsubscribe, relay, SMS and ingest events): the only
+ * values the `type` label takes. The type comes from whoever posts a batch, so any other becomes `other`, and the
+ * number of series stays fixed.
+ */
+const KNOWN_EVENT_TYPES = new Set([
+  'injection',
+  'delivery',
+  'bounce',
+  'delay',
+  'policy_rejection',
+  'out_of_band',
+  'spam_complaint',
+  'open',
+  'initial_open',
+  'click',
+  'amp_open',
+  'amp_initial_open',
+  'amp_click',
+  'generation_failure',
+  'generation_rejection',
+  'list_unsubscribe',
+  'link_unsubscribe',
+  'relay_injection',
+  'relay_rejection',
+  'relay_delivery',
+  'relay_tempfail',
+  'relay_permfail',
+  'sms_status',
+  'ingest_success',
+  'ingest_error',
+]);
+
+/** The `type` label of an event type: itself when SparkPost defines it, else `other`. */
+export function eventTypeLabel(type: string): string {
+  return KNOWN_EVENT_TYPES.has(type) ? type : 'other';
+}
+
 function label(v: string): string {
   return v.replace(/[\\"\n]/g, '_');
 }
@@ -234,7 +272,7 @@ export class WebhookService {
         this.unknownEvents++;
         continue;
       }
-      this.events.inc(`instance="${label(instance)}",type="${label(e.type)}"`);
+      this.events.inc(`instance="${label(instance)}",type="${eventTypeLabel(e.type)}"`);
       const hard = (e.type === 'bounce' || e.type === 'out_of_band') && HARD_CLASSES.has(e.bounceClass ?? '');
       const complaint = e.type === 'spam_complaint';
       const sent = e.type === 'delivery' || e.type === 'bounce';

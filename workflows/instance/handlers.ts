@@ -143,28 +143,29 @@ export class Handlers {
 
   /** Progress of the domain workflow: DNS records to show, verification (queues the switch), or its failure. */
   onDomainEvent(payload: unknown): void {
-    const ev = payload as SendingDomainEvent | undefined;
-    if (!ev || typeof ev !== 'object' || typeof ev.requestId !== 'string' || typeof ev.domain !== 'string') {
-      return this.e.reject('sendingDomainEvent', payload, 'payload must name requestId and domain');
-    }
+    // Parsed like every other message: bounded, control characters removed, unknown fields dropped.
+    const ev = this.parse(
+      'sendingDomainEvent',
+      requestSchemas().sendingDomainEvent,
+      payload,
+    ) as SendingDomainEvent | null;
+    if (!ev) return;
     const e = this.e;
     const d = e.status.sendingDomain;
     if (!d || d.requestId !== ev.requestId || d.domain !== ev.domain) return; // stale: a request no longer tracked
     if (ev.event === 'created') {
-      d.dnsRecords = Array.isArray(ev.dnsRecords) ? ev.dnsRecords.slice(0, 10) : [];
+      d.dnsRecords = ev.dnsRecords;
     } else if (ev.event === 'verified') {
       if (d.verifiedAt) return; // a retried signal
-      d.verifiedAt = String(ev.at);
+      d.verifiedAt = ev.at;
       delete d.workflowId;
       e.bumpGeneration();
       e.queue.push({ kind: 'sending-domain', request: { requestId: ev.requestId, action: 'switch' } });
     } else if (ev.event === 'failed') {
       e.status.sendingDomain = null;
-      const message = String(ev.message ?? 'failed').slice(0, 2000);
-      e.status.lastSendingDomainChange = { requestId: ev.requestId, at: String(ev.at), ok: false, message };
+      const message = ev.message || 'failed';
+      e.status.lastSendingDomainChange = { requestId: ev.requestId, at: ev.at, ok: false, message };
       e.finish(ev.requestId);
-    } else {
-      return e.reject('sendingDomainEvent', payload, 'unknown event');
     }
     e.refreshDetails();
   }
