@@ -107,6 +107,8 @@ export function parseUrlPatterns(text: string | undefined | null): UrlPattern[] 
     .map((e) => e.trim())
     .filter((e) => e.length > 0);
   if (entries.length > MAX_PATTERNS) throw new Error(`at most ${MAX_PATTERNS} patterns, got ${entries.length}`);
+  // Only commas and spaces is a typo, not a wish to refuse every instance.
+  if (entries.length === 0) throw new Error('names no URL pattern (only commas and spaces)');
   return entries.map(parsePattern);
 }
 

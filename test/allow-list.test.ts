@@ -27,6 +27,8 @@ describe('URL patterns', () => {
       DEFAULT_SOURCEGRAPH_URLS.split(','),
     );
     assert.deepEqual(parseUrlPatterns('  '), DEFAULTS);
+    // Only commas and spaces: a typo, refused at start-up rather than read as "allow nothing".
+    assert.throws(() => parseUrlPatterns(' , '), /names no URL pattern/);
     for (const bad of ['ftp://x.com', 'https://*', 'https://*.*', 'https://a.com/path', 'https://a.com:99999', 'x']) {
       assert.throws(() => parseUrlPatterns(bad), /pattern|port/, bad);
     }
