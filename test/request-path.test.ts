@@ -88,6 +88,18 @@ describe('one request path per instance', { timeout: 600_000 }, () => {
     return settings.smtp?.host === 'smtp.customer.example.com' && settings.smtp?.password === 'theirs';
   }
 
+  /** A lane whose Sourcegraph site-config writes fail (503) while its switch is on (`on` sets where it starts). */
+  async function unreachableSiteLane(on: boolean): Promise<{ l: Lane; fault: FaultSwitch }> {
+    const d = world.deps();
+    const fault = new FaultSwitch();
+    fault.on = on;
+    const l = await world.lane({
+      ...d,
+      sourcegraph: (o) => failing(d.sourcegraph(o), 'editSiteConfig', unavailable, fault),
+    });
+    return { l, fault };
+  }
+
   /** A lane whose SparkPost listApiKeys waits at the gate (the check's first SparkPost read of keys). */
   async function gatedLane(gate: Gate): Promise<Lane> {
     const d: ActivityDeps = world.deps();
@@ -137,12 +149,7 @@ describe('one request path per instance', { timeout: 600_000 }, () => {
 
   test("3a. a customer's settings written while enable retries its patch are left alone", async () => {
     const i = world.stack.addInstance('own-midway');
-    const d = world.deps();
-    const fault = new FaultSwitch();
-    const l = await world.lane({
-      ...d,
-      sourcegraph: (o) => failing(d.sourcegraph(o), 'editSiteConfig', unavailable, fault),
-    });
+    const { l, fault } = await unreachableSiteLane(true);
     await l.client.enable(i.name, specFor(i));
     await until('the patch to retry', () => fault.tripped >= 2);
     world.stack.sourcegraph.humanEdit(i.name, customerEdit);
@@ -213,13 +220,7 @@ describe('one request path per instance', { timeout: 600_000 }, () => {
   });
 
   test('5. against an unreachable instance, disable preempts a rotation and takes effect at SparkPost first', async () => {
-    const d = world.deps();
-    const fault = new FaultSwitch();
-    fault.on = false;
-    const l = await world.lane({
-      ...d,
-      sourcegraph: (o) => failing(d.sourcegraph(o), 'editSiteConfig', unavailable, fault),
-    });
+    const { l, fault } = await unreachableSiteLane(false);
     const { i, subaccountId } = await enabled('unreachable', l);
     fault.on = true;
     await l.client.rotateKey(i.name);
@@ -286,12 +287,7 @@ describe('one request path per instance', { timeout: 600_000 }, () => {
     const r = await lane.client.waitForRequest(first, { timeoutMs: 5_000 });
     assert.equal(r.outcome?.outcome, 'active');
     // A request still queued when the run is terminated ends the wait at once with a sentence.
-    const d = world.deps();
-    const fault = new FaultSwitch();
-    const l = await world.lane({
-      ...d,
-      sourcegraph: (o) => failing(d.sourcegraph(o), 'editSiteConfig', unavailable, fault),
-    });
+    const { l, fault } = await unreachableSiteLane(true);
     const j = world.stack.addInstance('waiter-ended');
     const handle = await l.client.enable(j.name, specFor(j));
     await until('the enable to retry', () => fault.tripped >= 1);
@@ -379,13 +375,7 @@ describe('one request path per instance', { timeout: 600_000 }, () => {
   });
 
   test('11. a protection configure queued behind a step is not lost to a disable that preempts the step', async () => {
-    const d = world.deps();
-    const fault = new FaultSwitch();
-    fault.on = false;
-    const l = await world.lane({
-      ...d,
-      sourcegraph: (o) => failing(d.sourcegraph(o), 'editSiteConfig', unavailable, fault),
-    });
+    const { l, fault } = await unreachableSiteLane(false);
     const { i } = await enabled('configure-race', l);
     fault.on = true;
     await l.client.rotateKey(i.name);
