@@ -32,8 +32,11 @@ export interface FleetCheckInput {
   concurrency: number;
   /** SparkPost requests one run may make; instances beyond it wait for the next run. */
   sparkpostBudget: number;
-  /** Set by continue-as-new: where the listing goes on, and the report so far. */
-  resume?: { pageToken: string; report: FleetCheckReport };
+  /**
+   * Set by continue-as-new: where the listing goes on, the report so far, and the SparkPost requests left (every
+   * instance asked was charged, failed and busy ones too; runs from before `budgetLeft` recompute it from `checked`).
+   */
+  resume?: { pageToken: string; report: FleetCheckReport; budgetLeft?: number };
 }
 
 /** What a fleet check found and did. */
@@ -91,7 +94,9 @@ function emptyReport(): FleetCheckReport {
 export async function fleetCheckWorkflow(input: FleetCheckInput): Promise<FleetCheckReport> {
   const concurrency = Math.max(1, Math.min(50, Math.floor(input.concurrency)));
   const report = input.resume?.report ?? emptyReport();
-  let budget = Math.max(0, Math.floor(input.sparkpostBudget)) - report.checked * SPARKPOST_REQUESTS_PER_CHECK;
+  let budget =
+    input.resume?.budgetLeft ??
+    Math.max(0, Math.floor(input.sparkpostBudget)) - report.checked * SPARKPOST_REQUESTS_PER_CHECK;
   let pageToken: string | null = input.resume?.pageToken ?? null;
   const runId = uuid4().slice(0, 8);
 
@@ -171,7 +176,7 @@ export async function fleetCheckWorkflow(input: FleetCheckInput): Promise<FleetC
     pageToken = page.nextPageToken;
     if (!pageToken) break;
     if (workflowInfo().continueAsNewSuggested) {
-      await continueAsNew<typeof fleetCheckWorkflow>({ ...input, resume: { pageToken, report } });
+      await continueAsNew<typeof fleetCheckWorkflow>({ ...input, resume: { pageToken, report, budgetLeft: budget } });
     }
   }
   return report;
