@@ -38,8 +38,10 @@ export function webhookSettings(env: NodeJS.ProcessEnv): {
   const password = env.MANAGED_SMTP_WEBHOOKS_PASSWORD ?? '';
   if (!username || username.includes(':')) problems.push('MANAGED_SMTP_WEBHOOKS_USER: required, without ":"');
   if (password.length < 12) problems.push('MANAGED_SMTP_WEBHOOKS_PASSWORD: required, at least 12 characters');
-  const port = Number(env.MANAGED_SMTP_WEBHOOKS_PORT ?? '8090');
-  if (!Number.isInteger(port) || port < 0 || port > 65535) problems.push('MANAGED_SMTP_WEBHOOKS_PORT: a port number');
+  // Empty counts as unset; 0 (a random port) or `1e3`-like forms would listen where SparkPost never posts.
+  const portText = env.MANAGED_SMTP_WEBHOOKS_PORT?.trim() || '8090';
+  const port = /^\d{1,5}$/.test(portText) ? Number(portText) : NaN;
+  if (!(port >= 1 && port <= 65535)) problems.push('MANAGED_SMTP_WEBHOOKS_PORT: a port number');
   const maxBodyBytes = Number(env.MANAGED_SMTP_WEBHOOKS_MAX_BODY_BYTES ?? 10 * 1024 * 1024);
   if (!Number.isInteger(maxBodyBytes) || maxBodyBytes < 1024) {
     problems.push('MANAGED_SMTP_WEBHOOKS_MAX_BODY_BYTES: a whole number of bytes ≥ 1024');
