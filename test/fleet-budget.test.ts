@@ -4,29 +4,17 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { TestWorkflowEnvironment } from '@temporalio/testing';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
-import { findTemporalCli } from '../scripts/temporal-cli';
-import { ALL_SEARCH_ATTRIBUTE_KEYS } from '../lib/search-attributes';
 import type { EntityChecksInput, EntityCheckSummary, InstancePage } from '../activities/fleet';
 import { FLEET_PAGE_SIZE, fleetCheckWorkflow, SPARKPOST_REQUESTS_PER_CHECK } from '../workflows/fleet';
-import { quietRuntime, uniqueTaskQueue, workflowBundle } from './helpers/temporal';
+import { startTemporal, uniqueTaskQueue, workflowBundle } from './helpers/temporal';
 
 let env: TestWorkflowEnvironment;
 
 before(async () => {
-  quietRuntime();
-  const path = findTemporalCli({ quiet: false });
-  if (!path) throw new Error('no temporal CLI binary');
-  env = await TestWorkflowEnvironment.createLocal({
-    server: {
-      executable: { type: 'existing-path', path },
-      ip: '127.0.0.1',
-      searchAttributes: ALL_SEARCH_ATTRIBUTE_KEYS,
-      // Suggest continue-as-new after every page, as a large fleet's long history would.
-      extraArgs: ['--log-level', 'error', '--dynamic-config-value', 'limit.historyCount.suggestContinueAsNew=5'],
-    },
-  });
+  // Suggest continue-as-new after every page, as a large fleet's long history would.
+  env = await startTemporal(['--dynamic-config-value', 'limit.historyCount.suggestContinueAsNew=5']);
 });
 after(() => env?.teardown());
 

@@ -22,8 +22,8 @@ export function quietRuntime(): void {
   }
 }
 
-/** Starts a local dev server with managed SMTP's search attributes. */
-export async function startTemporal(): Promise<TestWorkflowEnvironment> {
+/** Starts a local dev server with managed SMTP's search attributes (`extraArgs`: more `temporal server` flags). */
+export async function startTemporal(extraArgs: string[] = []): Promise<TestWorkflowEnvironment> {
   quietRuntime();
   const path = findTemporalCli({ quiet: false });
   if (!path) throw new Error('no temporal CLI binary: see the messages above (scripts/temporal-cli.ts)');
@@ -32,7 +32,7 @@ export async function startTemporal(): Promise<TestWorkflowEnvironment> {
       executable: { type: 'existing-path', path },
       ip: '127.0.0.1',
       searchAttributes: ALL_SEARCH_ATTRIBUTE_KEYS,
-      extraArgs: ['--log-level', 'error'],
+      extraArgs: ['--log-level', 'error', ...extraArgs],
     },
   });
 }
