@@ -180,6 +180,15 @@ export function createGdprActivities(deps: GdprActivityDeps) {
     }
   }
 
+  /** Writes `hashed` into the secret and destroys every other version (idempotent: a retry writes it again). */
+  async function keepOnly(secretName: string, hashed: GdprSecretPayload): Promise<void> {
+    const kept = new Set<string>();
+    for (const part of gdprSecretVersions(hashed)) kept.add(await secrets.addVersion(secretName, part));
+    for (const v of await secrets.listVersions(secretName)) {
+      if (!kept.has(v.name) && v.state !== 'DESTROYED') await secrets.destroyVersion(v.name);
+    }
+  }
+
   /** The addresses of a listed request: checked, de-duplicated (first spelling kept, order kept). */
   function listedRecipients(list: readonly string[]): string[] {
     const all = list.map((r) => r.trim());
@@ -267,7 +276,9 @@ export function createGdprActivities(deps: GdprActivityDeps) {
         const payload = await readSecret(input.secretName, context);
         if (!payload) throw secretUnusable('the GDPR request secret does not exist (or has no readable version)');
         if (payload.stage === 'hashes') {
-          // An earlier attempt filed everything and hashed the list; its response was lost.
+          // An earlier attempt filed everything and hashed the list; its response was lost, or it stopped before it
+          // destroyed the version with the addresses: that one goes now.
+          await keepOnly(input.secretName, payload);
           const done = previous?.batches ?? Math.ceil(payload.hashes.length / GDPR_BATCH_SIZE);
           return {
             recipients: payload.hashes.length,
@@ -317,11 +328,7 @@ export function createGdprActivities(deps: GdprActivityDeps) {
           hmacKey: payload.hmacKey,
           hashes: [...new Set(recipients.map((r) => recipientHash(payload.hmacKey, r)))],
         };
-        const kept = new Set<string>();
-        for (const part of gdprSecretVersions(hashed)) kept.add(await secrets.addVersion(input.secretName, part));
-        for (const v of await secrets.listVersions(input.secretName)) {
-          if (!kept.has(v.name) && v.state !== 'DESTROYED') await secrets.destroyVersion(v.name);
-        }
+        await keepOnly(input.secretName, hashed);
         return {
           recipients: recipients.length,
           batches: batches.length,

@@ -24,7 +24,7 @@ import { specChangeProblem } from './enable';
 import { MAX_AUDIT_RECORDS, type Entity } from './entity';
 
 /** Why an offboarded instance refuses enable, or null. */
-function offboardedProblem(s: InstanceStatus): string | null {
+export function offboardedProblem(s: InstanceStatus): string | null {
   const o = s.offboarded;
   if (!o) return null;
   return `${s.instance} was offboarded at ${o.at} (request ${o.requestId}): its subaccount is terminated and its data erased, so it cannot be enabled again`;

@@ -41,7 +41,7 @@ import { check, repairDropReason } from './check';
 import { disable, restoreSite } from './disable';
 import { enable } from './enable';
 import { Entity, protectionHost, type ManagedSmtpInput } from './entity';
-import { Handlers } from './handlers';
+import { Handlers, offboardedProblem } from './handlers';
 import { setIpPool } from './ip-pool';
 import { rotate } from './rotate';
 import { sendingDomain } from './sender';
@@ -74,8 +74,19 @@ async function dispatch(e: Entity, next: QueuedRequest): Promise<void> {
   }
 }
 
+/** Marks histories in which an enable queued behind an offboarding's disable is refused when its turn comes. */
+export const OFFBOARD_QUEUED_ENABLE_PATCH = 'offboard-refuses-queued-enable';
+
 async function runOne(e: Entity, next: QueuedRequest): Promise<void> {
   const id = next.request.requestId;
+  // An enable (or an enabling repair) that arrived while the offboarding's disable was queued or running passed the
+  // handler's check; it must not re-provision the instance that disable has just offboarded.
+  const enables = next.kind === 'enable' || (next.kind === 'repair' && next.request.action !== 'disable');
+  const offboarded = enables ? offboardedProblem(e.status) : null;
+  if (offboarded && patched(OFFBOARD_QUEUED_ENABLE_PATCH)) {
+    e.status.intent = 'disable';
+    return e.finish(id, `rejected: ${offboarded}`, next.kind === 'repair' ? 'repair' : 'enable');
+  }
   if (next.kind === 'repair') {
     const dropped = repairDropReason(e, next.request);
     if (dropped) return e.finish(id, dropped, 'repair');
