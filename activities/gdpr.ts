@@ -39,6 +39,7 @@ import {
   type GdprVerifyInput,
 } from '../contract/gdpr';
 import { toFailure } from './failures';
+import { replaceAddresses } from '../lib/recipients';
 
 /** The SparkPost calls the GDPR activities make. */
 export type GdprSparkPostApi = Pick<
@@ -77,7 +78,6 @@ const DEFAULT_EVENTS_PER_PAGE = 10_000;
 const DEFAULT_MAX_EVENT_PAGES = 100;
 const DEFAULT_HEARTBEAT_EVERY_MS = 10_000;
 /** Anything address-shaped in a message we did not write ourselves (same pattern as the SparkPost client). */
-const ADDRESS_LIKE = /[^\s<>"'(),;:@]+@[^\s<>"'(),;:@]+/g;
 
 /** Progress as heartbeated. `fingerprint` identifies the recipient set without revealing it. */
 interface Progress {
@@ -114,7 +114,7 @@ function secretUnusable(message: string): ApplicationFailure {
 function withProgress(err: unknown, progress: GdprFilingFailureDetails): unknown {
   if (err instanceof CancelledFailure) return err;
   const mapped = toFailure(err);
-  const message = (mapped instanceof Error ? mapped.message : String(mapped)).replace(ADDRESS_LIKE, '[address]');
+  const message = replaceAddresses(mapped instanceof Error ? mapped.message : String(mapped));
   const where = progress.batches > 0 ? ` (after ${progress.batchesDone} of ${progress.batches} batches)` : '';
   if (mapped instanceof ApplicationFailure) {
     return ApplicationFailure.create({
@@ -135,7 +135,7 @@ function scrubbed(err: unknown): unknown {
   const mapped = toFailure(err);
   if (mapped instanceof ApplicationFailure) {
     return ApplicationFailure.create({
-      message: mapped.message.replace(ADDRESS_LIKE, '[address]'),
+      message: replaceAddresses(mapped.message),
       type: mapped.type ?? undefined,
       nonRetryable: mapped.nonRetryable === true,
       nextRetryDelay: mapped.nextRetryDelay,

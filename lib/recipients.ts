@@ -5,7 +5,18 @@
  */
 import { createHmac, type KeyObject } from 'node:crypto';
 
-const ADDRESS = /[^\s<>"'(),;:@[\]]+@[^\s<>"'(),;:@[\]]+\.[^\s<>"'(),;:@[\]]+/g;
+/** `<john@example.com>` (a bounce reason's form): replaced inside its brackets. */
+const BRACKETED = /<[^\s<>@]*@[^\s<>]*>/g;
+/**
+ * Anything else around an `@`, whole: an address SparkPost accepts may hold any non-space character before the `@`
+ * (quotes, parentheses, angle brackets), and a scrubber that stopped at one would leave the part before it behind.
+ */
+const ADDRESS_TOKEN = /[^\s@]+@[^\s@]+/g;
+
+/** Replaces every address-shaped token of `text` with `[address]` (no other change). */
+export function replaceAddresses(text: string): string {
+  return text.replace(BRACKETED, '<[address]>').replace(ADDRESS_TOKEN, '[address]');
+}
 
 /** `john.doe@example.com` → `j***@e***.com`. */
 export function maskAddress(address: string): string {
@@ -26,11 +37,11 @@ export function recipientHash(address: string, key: { id: string; key: Buffer | 
 
 /** Replaces every address in a vendor text with `[address]`, and bounds it to one line. */
 export function scrubAddresses(text: string, max = 300): string {
-  const t = text.replace(ADDRESS, '[address]').replace(/\s+/g, ' ').trim();
+  const t = replaceAddresses(text).replace(/\s+/g, ' ').trim();
   return t.length > max ? `${t.slice(0, max)}…` : t;
 }
 
 /** Whether a text holds something shaped like an address. */
 export function holdsAddress(text: string): boolean {
-  return new RegExp(ADDRESS.source).test(text);
+  return new RegExp(ADDRESS_TOKEN.source).test(text);
 }

@@ -7,6 +7,7 @@
 import axios, { type AxiosInstance } from 'axios';
 
 import { TIMEOUT_CODE, VendorError, kindForHttpStatus, parseRetryAfter, type VendorErrorKind } from '../lib/errors';
+import { replaceAddresses } from '../lib/recipients';
 
 /** How to reach SparkPost. */
 export interface SparkPostClientOptions {
@@ -969,7 +970,7 @@ export class SparkPostClient {
   private clean(text: string): string {
     let t = text.replace(/\s+/g, ' ').trim();
     if (this.apiKey) t = t.split(this.apiKey).join('[redacted]');
-    t = t.replace(/[^\s<>"'(),;:@]+@[^\s<>"'(),;:@]+/g, '[address]');
+    t = replaceAddresses(t);
     if (t.length > MAX_DETAIL_CHARS) t = `${t.slice(0, MAX_DETAIL_CHARS)}…`;
     return t;
   }
