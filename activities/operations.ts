@@ -72,6 +72,26 @@ export function createOperationActivities(deps: ActivityDeps, access: SiteAccess
     }
   }
 
+  /**
+   * The old key a rollback puts back: read from its version, or, when an earlier attempt of the rollback already moved
+   * it to a newer version and destroyed the old one (then failed revoking, say), from the latest version, provided
+   * the old key is the one live send key it matches. Anything else is thrown as the old version's error.
+   */
+  async function oldKeyForRollback(secretName: string, subaccountId: number, old: KeyRef): Promise<string> {
+    try {
+      return (await secrets.access(old.secretVersion)).data;
+    } catch (err) {
+      if (!isVendorError(err, 'failed-precondition') && !isVendorError(err, 'not-found')) throw err;
+      const latest = await secrets.accessIfExists(`${secretName}/versions/latest`);
+      if (!latest) throw err;
+      const matching = (await sparkpost.listApiKeys(subaccountId)).filter(
+        (k) => k.label === SEND_KEY_LABEL && k.shortKey !== '' && latest.data.startsWith(k.shortKey),
+      );
+      if (matching.length !== 1 || matching[0].id !== old.keyId) throw err;
+      return latest.data;
+    }
+  }
+
   const poolText = (p: string | null) => (p ? `IP pool "${p}"` : 'no dedicated IP pool');
 
   return {
@@ -337,7 +357,7 @@ export function createOperationActivities(deps: ActivityDeps, access: SiteAccess
       },
     ): Promise<KeyRef> {
       const secretName = sendKeySecretName(input.gcpProject);
-      const { data: oldKey } = await secrets.access(input.old.secretVersion);
+      const oldKey = await oldKeyForRollback(secretName, input.subaccountId, input.old);
       try {
         await access.writeManagedSettings(input, {
           instance: input.instance,

@@ -8,8 +8,11 @@ import { MockActivityEnvironment } from '@temporalio/testing';
 import { ApplicationFailure } from '@temporalio/common';
 import { createActivities, type ActivityDeps } from '../activities';
 import { EmulatorStack } from '../emulators/stack';
+import { VendorError } from '../lib/errors';
 import { sendKeySecretName } from '../lib/instance';
+import { readEmailSettings } from '../lib/site-config';
 import { vendorDeps } from '../worker/worker';
+import { FaultSwitch, failing } from './helpers/faulty';
 
 describe('activities are idempotent', { timeout: 60_000 }, () => {
   let stack: EmulatorStack;
@@ -157,6 +160,48 @@ describe('activities are idempotent', { timeout: 60_000 }, () => {
     await env.run(acts.releaseSubaccount, { instance: 'undo2', subaccountId: sub.id, terminate: false });
     await env.run(acts.releaseSubaccount, { instance: 'undo2', subaccountId: sub.id, terminate: false });
     assert.equal(stack.sparkpost.state.subaccounts.find((s) => s.id === sub.id)?.status, 'suspended');
+  });
+
+  test('a rotation rollback retried after it destroyed the old version still puts the old key back', async () => {
+    const i = stack.addInstance('rollback-retry');
+    const site = {
+      sourcegraphUrl: i.sourcegraphUrl,
+      adminTokenSecret: i.adminTokenSecret,
+      gcpProject: i.gcpProject,
+      instance: i.name,
+    };
+    const acts = createActivities(deps);
+    const sub = await env.run(acts.ensureSubaccount, { instance: i.name, knownId: null });
+    const base = { instance: i.name, gcpProject: i.gcpProject, subaccountId: sub.id };
+    const old = await env.run(acts.ensureSendKey, base);
+    await env.run(acts.applyManagedSiteConfig, { ...site, secretVersion: old.secretVersion });
+    // A rotation got as far as the new key in the site configuration, then failed (its test email, say).
+    const fresh = await env.run(acts.mintSendKey, base);
+    await env.run(acts.applyKeyToSiteConfig, { ...site, secretVersion: fresh.secretVersion });
+
+    // The rollback's first attempt moves the old key to a new version and destroys the others (the old one too),
+    // then SparkPost fails once, transiently, revoking the new key: Temporal retries the rollback.
+    const fault = new FaultSwitch(1);
+    const unavailable = () =>
+      new VendorError({ vendor: 'sparkpost', kind: 'unavailable', message: 'injected: revoke' });
+    const flaky = createActivities({ ...deps, sparkpost: failing(deps.sparkpost, 'deleteApiKey', unavailable, fault) });
+    const input = { ...site, ...base, old: { keyId: old.keyId, secretVersion: old.secretVersion } };
+    await assert.rejects(env.run(flaky.rollbackKeyRotation, input), /injected: revoke/);
+    const restored = await env.run(flaky.rollbackKeyRotation, input);
+
+    assert.equal(restored.keyId, old.keyId);
+    const keys = keysOf(sub.id);
+    assert.deepEqual(
+      keys.map((k) => k.id),
+      [old.keyId],
+      'the new key is revoked, the old one live',
+    );
+    const enabled = enabledVersions(i.gcpProject);
+    assert.equal(enabled.length, 1, 'one enabled version');
+    assert.equal(restored.secretVersion, enabled[0].name, 'the version returned is the one that holds it');
+    assert.equal(enabled[0].data, keys[0].key, 'it holds the old key');
+    const config = readEmailSettings(stack.sourcegraph.site(i.name).config);
+    assert.equal(config.smtp?.password, keys[0].key, 'the site uses the old key');
   });
 
   test('terminating by name finds a subaccount whose create response was lost', async () => {
