@@ -23,7 +23,7 @@ import { World, type Lane, specFor } from './helpers/world';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-describe('sending domains and IP pools', { timeout: 300_000 }, () => {
+describe('sending domains and IP pools', { timeout: 600_000 }, () => {
   let world: World;
   let lane: Lane;
 
@@ -445,7 +445,7 @@ describe('sending domains and IP pools', { timeout: 300_000 }, () => {
     while (checks <= 1010) {
       await h.signal(verifySendingDomainSignal);
       const before = checks;
-      const deadline = Date.now() + 10_000;
+      const deadline = Date.now() + 60_000; // the run that continues as new replays a long history
       while ((checks = await checksNow()) <= before) {
         assert.ok(Date.now() < deadline, `timed out waiting for check ${before + 1}`);
         await sleep(5);
@@ -461,9 +461,32 @@ describe('sending domains and IP pools', { timeout: 300_000 }, () => {
     assert.equal(domainsOf(subaccountId).length, 0);
   });
 
+  test('an enable that fails on the custom sender puts the site configuration back', async () => {
+    const name = 'dom-undo';
+    const domain = 'mail.undo-example.com';
+    const { subaccountId } = await activeInstance(name);
+    await addVerified(name, domain);
+    const off = await lane.client.waitFor(await lane.client.disable(name), { timeoutMs: 60_000 });
+    assert.equal(off.state, 'disabled', off.error ?? '');
+    const restored = readEmailSettings(world.stack.sourcegraph.site(name).config);
+    // SparkPost lost the domain meanwhile: the enable's test email from it is refused (550), and the enable undoes.
+    const st = world.stack.sparkpost.state.sendingDomains;
+    st.splice(
+      st.findIndex((d) => d.domain === domain && d.subaccount_id === subaccountId),
+      1,
+    );
+    const on = await lane.client.waitFor(await lane.client.enable(name, off.spec!), { timeoutMs: 90_000 });
+    assert.notEqual(on.state, 'active', 'the test email cannot pass');
+    assert.deepEqual(
+      readEmailSettings(world.stack.sourcegraph.site(name).config),
+      restored,
+      `the managed settings on ${domain} are taken back (${on.error}; ${on.warnings.join('; ')})`,
+    );
+  });
+
   test('histories of the new paths replay deterministically', async () => {
     const names = ['dom-happy', 'dom-never', 'dom-late', 'dom-refused', 'pool-one', 'dom-drift'];
-    names.push('pool-quarantined', 'dom-disabled', 'dom-many');
+    names.push('pool-quarantined', 'dom-disabled', 'dom-many', 'dom-undo');
     const ids = [...names.map((n) => `managed-smtp/${n}`), ...names.slice(0, 3).map(domainWorkflowIdFor)];
     const histories = await Promise.all(
       ids.map(async (workflowId) => ({
