@@ -11,14 +11,19 @@ import { STEP_KEY } from '../lib/search-attributes';
 import type { InstanceStatus } from '../lib/types';
 import type { EmulatedInstance } from '../emulators/stack';
 import { STACK_SENDER_DOMAIN } from '../emulators/stack';
-import { domainWorkflowIdFor } from '../workflows/domains';
+import { domainWorkflowIdFor, verifySendingDomainSignal } from '../workflows/domains';
+import { protectionRequestUpdate, protectionSignal } from '../contract/messages';
+import type { ProtectionRequest } from '../contract/types';
+import { VendorError } from '../lib/errors';
+import { workflowIdFor } from '../lib/instance';
+import { FaultSwitch, failing } from './helpers/faulty';
 import { Worker } from '@temporalio/worker';
 import { workflowBundle } from './helpers/temporal';
 import { World, type Lane, specFor } from './helpers/world';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-describe('sending domains and IP pools', { timeout: 300_000 }, () => {
+describe('sending domains and IP pools', { timeout: 600_000 }, () => {
   let world: World;
   let lane: Lane;
 
@@ -348,8 +353,140 @@ describe('sending domains and IP pools', { timeout: 300_000 }, () => {
     assert.equal(rerun.state, 'active', rerun.error ?? '');
   });
 
+  test('an IP pool change neither ends a quarantine nor assigns the quarantine pool', async () => {
+    const name = 'pool-quarantined';
+    const { subaccountId } = await activeInstance(name);
+    const h = world.env.client.workflow.getHandle(workflowIdFor(name));
+    const severe: ProtectionRequest = {
+      requestId: 'severe-1',
+      input: {
+        kind: 'observe',
+        observation: {
+          source: 'metrics',
+          at: new Date().toISOString(),
+          from: new Date(Date.now() - 3600_000).toISOString(),
+          sent: 1000,
+          hardBounces: 0,
+          complaints: 8,
+        },
+      },
+    };
+    await h.signal(protectionSignal, severe);
+    await until('the quarantine', async () => {
+      const p = (await lane.client.status(name)).protection;
+      return p?.level === 'quarantined' && p.lastRequest?.requestId === 'severe-1';
+    });
+    assert.equal(subaccount(subaccountId).ip_pool, 'quarantine');
+
+    const moved = await cli('ip-pool', 'assign', name, 'acme_dedicated', '--create');
+    assert.equal(moved.code, 1, moved.out);
+    assert.match(moved.err, /quarantined by reputation protection/);
+    assert.equal(subaccount(subaccountId).ip_pool, 'quarantine', 'the quarantine stays in force');
+    const un = await cli('ip-pool', 'unassign', name);
+    assert.equal(un.code, 1, un.out);
+    assert.equal(subaccount(subaccountId).ip_pool, 'quarantine', 'the quarantine stays in force');
+
+    const clear: ProtectionRequest = { requestId: 'clear-1', input: { kind: 'clear', actor: 'op' } };
+    await h.executeUpdate(protectionRequestUpdate, { args: [clear] });
+    await until('the lift', async () => {
+      const p = (await lane.client.status(name)).protection;
+      return p?.level === 'ok' && p.lastRequest?.requestId === 'clear-1';
+    });
+    assert.equal(subaccount(subaccountId).ip_pool, undefined);
+    const quarantine = await cli('ip-pool', 'assign', name, 'quarantine');
+    assert.equal(quarantine.code, 1, quarantine.out);
+    assert.match(quarantine.err, /IP pool quarantine is the quarantine pool of reputation protection/);
+    assert.equal(subaccount(subaccountId).ip_pool, undefined);
+    assert.equal((await cli('ip-pool', 'assign', name, 'acme_dedicated', '--create')).code, 0);
+    assert.equal(subaccount(subaccountId).ip_pool, 'acme_dedicated');
+  });
+
+  test('a disable that cuts the switch short keeps the verified domain for the next enable', async () => {
+    const d = world.deps();
+    const fault = new FaultSwitch();
+    fault.on = false;
+    const unavailable = () =>
+      new VendorError({ vendor: 'sourcegraph', kind: 'unavailable', status: 503, message: 'injected: 503' });
+    const l = await world.lane({
+      ...d,
+      sourcegraph: (o) => failing(d.sourcegraph(o), 'editSiteConfig', unavailable, fault),
+    });
+    const name = 'dom-disabled';
+    const domain = 'mail.disabled-example.com';
+    const i = world.stack.addInstance(name);
+    const on = await l.client.waitFor(await l.client.enable(name, specFor(i)), { timeoutMs: 60_000, pollMs: 100 });
+    assert.equal(on.state, 'active', on.error ?? '');
+    world.stack.sparkpost.markDomainVerifiable(domain);
+    fault.on = true; // the switch's site write keeps failing (retrying)
+    const added = await cli('sending-domain', 'add', name, domain);
+    assert.equal(added.code, 0, added.err);
+    await until('the switch to retry its site write', async () => fault.tripped >= 2);
+    const handle = await l.client.disable(name, 'operator');
+    await until('the disable to cut the switch short', async () => (await l.client.status(name)).state === 'disabling');
+    fault.on = false;
+    const off = await l.client.waitFor(handle, { timeoutMs: 120_000 });
+    assert.equal(off.state, 'disabled', off.error ?? '');
+    assert.equal(off.sendingDomain?.state, 'active', JSON.stringify(off.sendingDomain));
+    const again = await l.client.waitFor(await l.client.enable(name, specFor(i)), { timeoutMs: 60_000, pollMs: 100 });
+    assert.equal(again.state, 'active', again.error ?? '');
+    assert.equal(address(name), `noreply+${name}@${domain}`, 'the next enable uses the verified domain');
+  });
+
+  test('a wait that needs more checks than one run holds goes on in a new run, not given up early', async () => {
+    const name = 'dom-many';
+    const domain = 'many.example.org';
+    const { subaccountId } = await activeInstance(name);
+    const added = await cli('sending-domain', 'add', name, domain); // default: every 6h for 13d
+    assert.equal(added.code, 0, added.err);
+    const h = world.env.client.workflow.getHandle(domainWorkflowIdFor(name));
+    // Verify requests (each one a check, paced) spend the 1000 checks of a run long before the 13-day deadline.
+    const checksNow = async () => (await lane.client.domainWorkflowStatus(name))?.checks ?? 0;
+    let checks = await checksNow();
+    while (checks <= 1010) {
+      await h.signal(verifySendingDomainSignal);
+      const before = checks;
+      const deadline = Date.now() + 60_000; // the run that continues as new replays a long history
+      while ((checks = await checksNow()) <= before) {
+        assert.ok(Date.now() < deadline, `timed out waiting for check ${before + 1}`);
+        await sleep(5);
+      }
+    }
+    assert.ok(checks > 1010, `${checks} checks`);
+    assert.equal((await domainWorkflow(name)).status.name, 'RUNNING');
+    const s = await lane.client.status(name);
+    assert.equal(s.sendingDomain?.state, 'pending-verification', JSON.stringify(s.lastSendingDomainChange));
+    assert.equal(domainsOf(subaccountId).length, 1, 'the domain is kept');
+    const cancelled = await cli('sending-domain', 'cancel', name);
+    assert.equal(cancelled.code, 0, cancelled.err);
+    assert.equal(domainsOf(subaccountId).length, 0);
+  });
+
+  test('an enable that fails on the custom sender puts the site configuration back', async () => {
+    const name = 'dom-undo';
+    const domain = 'mail.undo-example.com';
+    const { subaccountId } = await activeInstance(name);
+    await addVerified(name, domain);
+    const off = await lane.client.waitFor(await lane.client.disable(name), { timeoutMs: 60_000 });
+    assert.equal(off.state, 'disabled', off.error ?? '');
+    const restored = readEmailSettings(world.stack.sourcegraph.site(name).config);
+    // SparkPost lost the domain meanwhile: the enable's test email from it is refused (550), and the enable undoes.
+    const st = world.stack.sparkpost.state.sendingDomains;
+    st.splice(
+      st.findIndex((d) => d.domain === domain && d.subaccount_id === subaccountId),
+      1,
+    );
+    const on = await lane.client.waitFor(await lane.client.enable(name, off.spec!), { timeoutMs: 90_000 });
+    assert.notEqual(on.state, 'active', 'the test email cannot pass');
+    assert.deepEqual(
+      readEmailSettings(world.stack.sourcegraph.site(name).config),
+      restored,
+      `the managed settings on ${domain} are taken back (${on.error}; ${on.warnings.join('; ')})`,
+    );
+  });
+
   test('histories of the new paths replay deterministically', async () => {
     const names = ['dom-happy', 'dom-never', 'dom-late', 'dom-refused', 'pool-one', 'dom-drift'];
+    names.push('pool-quarantined', 'dom-disabled', 'dom-many', 'dom-undo');
     const ids = [...names.map((n) => `managed-smtp/${n}`), ...names.slice(0, 3).map(domainWorkflowIdFor)];
     const histories = await Promise.all(
       ids.map(async (workflowId) => ({

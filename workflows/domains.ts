@@ -15,10 +15,13 @@ import {
   ApplicationFailure,
   CancellationScope,
   condition,
+  ContinueAsNew,
+  continueAsNew,
   defineQuery,
   defineSignal,
   getExternalWorkflowHandle,
   isCancellation,
+  patched,
   proxyActivities,
   setCurrentDetails,
   setHandler,
@@ -48,6 +51,13 @@ export interface DomainWorkflowInput {
   recheckSeconds?: number;
   /** Give up (and delete the domain) after this many seconds unverified (default 13 days). */
   maxWaitSeconds?: number;
+  /** Set when a run continues as new: the domain exists and the wait goes on until `deadline`. */
+  resume?: {
+    deadline: string;
+    dnsRecords: DnsRecord[];
+    checks: number;
+    lastCheck: { at: string; dkimStatus: string } | null;
+  };
 }
 
 /** The domain workflow's query result. */
@@ -67,7 +77,10 @@ export interface DomainWorkflowStatus {
 export const DEFAULT_RECHECK_SECONDS = 6 * 3600;
 /** Default seconds to wait for verification: a day less than SparkPost keeps unverified domains. */
 export const DEFAULT_MAX_WAIT_SECONDS = 13 * 24 * 3600;
-/** Upper bound on verification checks in one execution (scheduled plus signalled), so the history stays small. */
+/**
+ * Upper bound on verification checks in one run (scheduled plus signalled), so the history stays small; a wait that
+ * needs more continues as new.
+ */
 const MAX_CHECKS = 1000;
 
 /** The workflow id of an instance's sending-domain workflow. */
@@ -144,18 +157,26 @@ export async function managedSmtpDomainWorkflow(input: DomainWorkflowInput): Pro
   };
 
   try {
-    show('create-sending-domain');
-    const created = await acts.createSendingDomain(ref);
-    records = created.dnsRecords;
-    await entity.signal(sendingDomainEventSignal, {
-      event: 'created',
-      requestId: input.requestId,
-      domain: input.domain,
-      dnsRecords: records,
-    });
-
-    let verified = created.verified;
-    const deadline = Date.now() + maxWaitSeconds * 1000;
+    let verified = false;
+    let deadline: number;
+    if (input.resume) {
+      records = input.resume.dnsRecords;
+      deadline = Date.parse(input.resume.deadline);
+      status.checks = input.resume.checks;
+      status.lastCheck = input.resume.lastCheck;
+    } else {
+      show('create-sending-domain');
+      const created = await acts.createSendingDomain(ref);
+      records = created.dnsRecords;
+      await entity.signal(sendingDomainEventSignal, {
+        event: 'created',
+        requestId: input.requestId,
+        domain: input.domain,
+        dnsRecords: records,
+      });
+      verified = created.verified;
+      deadline = Date.now() + maxWaitSeconds * 1000;
+    }
     status.deadline = new Date(deadline).toISOString();
     if (!verified) show('wait-domain-verification');
     for (let i = 0; !verified && i < MAX_CHECKS; i++) {
@@ -179,6 +200,14 @@ export async function managedSmtpDomainWorkflow(input: DomainWorkflowInput): Pro
       await condition(() => verifyRequested, wait);
       status.nextCheckAt = null;
     }
+    if (!verified && Date.now() < deadline && patched('domain-wait-continues-as-new')) {
+      // The check budget of this run is spent before the deadline (frequent re-checks or verify signals): the wait
+      // goes on in a new run rather than giving up early.
+      await continueAsNew<typeof managedSmtpDomainWorkflow>({
+        ...input,
+        resume: { deadline: status.deadline, dnsRecords: records, checks: status.checks, lastCheck: status.lastCheck },
+      });
+    }
     if (!verified) {
       throw ApplicationFailure.nonRetryable(
         `${input.domain} was not verified within ${duration(maxWaitSeconds)} (${status.checks} checks, DKIM ` +
@@ -196,6 +225,7 @@ export async function managedSmtpDomainWorkflow(input: DomainWorkflowInput): Pro
     setCurrentDetails(`**${input.domain}** for ${input.instance}: verified at ${at}; the instance switches its sender`);
     return { verifiedAt: at };
   } catch (err) {
+    if (err instanceof ContinueAsNew) throw err;
     const cancelled = isCancellation(err);
     const why = cancelled ? 'cancelled before it was verified' : describe(err);
     // Whatever happened, nothing is left behind: deleting tolerates a domain that was never created or is gone.

@@ -4,7 +4,7 @@
  * managed ones) and deletes the secret. A restore that cannot reach Sourcegraph does not hold disable up: the
  * instance is `disabled` with `restorePending`, and the entity retries the restore on its own.
  */
-import { proxyActivities } from '@temporalio/workflow';
+import { patched, proxyActivities } from '@temporalio/workflow';
 import type { Activities } from '../../activities';
 import { describeFailure } from '../../contract/failures';
 import type { DisableRequest } from '../../lib/types';
@@ -57,6 +57,23 @@ export async function disable(e: Entity, request: DisableRequest): Promise<void>
   const subaccountId = s.subaccountId;
   const terminate = e.terminateOnDisable;
   e.terminateOnDisable = false;
+  const domain = s.sendingDomain;
+  if (
+    domain &&
+    domain.state === 'pending-verification' &&
+    domain.verifiedAt &&
+    patched('disable-keeps-verified-domain')
+  ) {
+    // The domain verified, but this disable superseded (or cut short) the switch to it: the switch's own answer for
+    // an instance that is not active, so the next enable uses it (rather than a verified domain stuck pending).
+    domain.state = 'active';
+    s.lastSendingDomainChange = {
+      requestId: domain.requestId,
+      at: new Date().toISOString(),
+      ok: true,
+      message: `${domain.domain} verified; ${instance} is being disabled, its next enable uses it`,
+    };
+  }
   const steps: UndoStep[] = [];
   if (subaccountId !== null) {
     steps.push({ step: 'revoke-send-key', run: () => sparkpostFirst.revokeSendKeys({ subaccountId }) });

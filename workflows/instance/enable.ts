@@ -11,7 +11,7 @@ import type { EnableRequest, EnableSpec, InstanceStatus, Step } from '../../lib/
 import { COMPENSATION, DISABLE_SPARKPOST, PROVISIONING, RESTORE } from '../policies';
 import { protectedIpPool } from '../protection';
 import type { Entity } from './entity';
-import { runUndo, senderDomainArg, siteOf, testEmail, type UndoStep } from './shared';
+import { customSenderDomainArg, runUndo, senderDomainArg, siteOf, testEmail, type UndoStep } from './shared';
 
 const provisioning = proxyActivities<Activities>(PROVISIONING);
 const compensating = proxyActivities<Activities>(COMPENSATION);
@@ -45,7 +45,11 @@ async function moveAway(e: Entity, old: EnableSpec): Promise<void> {
   const site = siteOf(old, s.instance);
   if (s.previousSettings) {
     e.publish('provisioning', 'restore-site-config');
-    const r = await restoring.restoreSiteConfig({ ...site, previous: s.previousSettings, ...senderDomainArg(s) });
+    const r = await restoring.restoreSiteConfig({
+      ...site,
+      previous: s.previousSettings,
+      ...customSenderDomainArg(s),
+    });
     if (r.leftAlone) s.warnings.push(`the old site's email settings were the customer's by then and were left alone`);
   }
   e.publish('provisioning', 'delete-secret');
@@ -182,7 +186,7 @@ export async function enable(e: Entity, request: EnableRequest): Promise<void> {
         const previous = s.previousSettings ?? NO_SETTINGS;
         undo.push({
           step: 'restore-site-config',
-          run: () => restoring.restoreSiteConfig({ ...siteOf(spec, instance), previous, ...senderDomainArg(s) }),
+          run: () => restoring.restoreSiteConfig({ ...siteOf(spec, instance), previous, ...customSenderDomainArg(s) }),
         });
       }
       if (reached.has('store-send-key')) {

@@ -22,6 +22,7 @@ import { protectionRequestProblem } from '../protection';
 import { recordSuppressionAudit, suppressionAuditProblem } from '../suppression';
 import { specChangeProblem } from './enable';
 import { MAX_AUDIT_RECORDS, type Entity } from './entity';
+import { ipPoolProblem } from './ip-pool';
 
 /** Why an offboarded instance refuses enable, or null. */
 export function offboardedProblem(s: InstanceStatus): string | null {
@@ -225,11 +226,13 @@ export class Handlers {
   }
 
   validateIpPool(payload: unknown): void {
-    this.require(requestSchemas().ipPoolRequest, payload);
+    const req = this.require(requestSchemas().ipPoolRequest, payload);
     const s = this.e.status;
     if ((s.state !== 'active' && s.state !== 'disabled') || s.subaccountId === null) {
       throw new Error(`${s.instance} is ${s.state}: IP pools can be changed on an active or disabled instance`);
     }
+    const problem = ipPoolProblem(s, req.pool);
+    if (problem) throw new Error(problem);
   }
 
   onIpPool(payload: IpPoolRequest): { requestId: string } {

@@ -32,6 +32,14 @@ export function senderDomainArg(s: InstanceStatus): { senderDomain?: string } {
   return d && d.state === 'active' ? { senderDomain: d.domain } : {};
 }
 
+/**
+ * `{ customSenderDomain }` when the instance has a custom sending domain (any state), for restoreSiteConfig: a sender
+ * on it is managed, not the customer's, so the restore takes it back.
+ */
+export function customSenderDomainArg(s: InstanceStatus): { customSenderDomain?: string } {
+  return s.sendingDomain ? { customSenderDomain: s.sendingDomain.domain } : {};
+}
+
 /** Runs undo steps in order; a step that fails does not stop the others. Returns what could not be undone. */
 export async function runUndo(e: Entity, steps: UndoStep[], state: InstanceState): Promise<string[]> {
   const problems: string[] = [];
