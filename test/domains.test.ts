@@ -19,7 +19,7 @@ import { workflowIdFor } from '../lib/instance';
 import { FaultSwitch, failing } from './helpers/faulty';
 import { Worker } from '@temporalio/worker';
 import { workflowBundle } from './helpers/temporal';
-import { World, type Lane, specFor } from './helpers/world';
+import { World, severeReading, type Lane, specFor } from './helpers/world';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -357,20 +357,7 @@ describe('sending domains and IP pools', { timeout: 600_000 }, () => {
     const name = 'pool-quarantined';
     const { subaccountId } = await activeInstance(name);
     const h = world.env.client.workflow.getHandle(workflowIdFor(name));
-    const severe: ProtectionRequest = {
-      requestId: 'severe-1',
-      input: {
-        kind: 'observe',
-        observation: {
-          source: 'metrics',
-          at: new Date().toISOString(),
-          from: new Date(Date.now() - 3600_000).toISOString(),
-          sent: 1000,
-          hardBounces: 0,
-          complaints: 8,
-        },
-      },
-    };
+    const severe = severeReading('severe-1');
     await h.signal(protectionSignal, severe);
     await until('the quarantine', async () => {
       const p = (await lane.client.status(name)).protection;

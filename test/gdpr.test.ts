@@ -31,7 +31,7 @@ import { createManagedSmtpWorker } from '../worker/worker';
 import { gdprSecretContext, gdprSecretId, gdprWorkflowId, type GdprReceipt } from '../workflows/gdpr';
 import { offboardWorkflowId, type OffboardReceipt } from '../workflows/offboard';
 import { uniqueTaskQueue, workflowBundle } from './helpers/temporal';
-import { World, specFor, type CliRun } from './helpers/world';
+import { World, enableArgs, specFor, type CliRun } from './helpers/world';
 
 const INSTANCE = 'gdpr-acme';
 const LEAVER = 'gdpr-leaver';
@@ -161,19 +161,6 @@ describe('GDPR erasure (no codec keys)', { timeout: 600_000 }, () => {
     await world?.close();
     rmSync(dir, { recursive: true, force: true });
   });
-
-  function enableArgs(name: string, spec: ReturnType<typeof specFor>): string[] {
-    return [
-      'enable',
-      name,
-      '--sourcegraph-url',
-      spec.sourcegraphUrl,
-      '--gcp-project',
-      spec.gcpProject,
-      '--admin-token-secret',
-      spec.adminTokenSecret,
-    ];
-  }
 
   /** Raw bytes of a workflow's whole history, as the server stores and serves it. */
   async function historyBytes(workflowId: string): Promise<Buffer> {

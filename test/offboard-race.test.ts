@@ -7,7 +7,7 @@ import { after, before, describe, test } from 'node:test';
 import { disableSignal, enableSignal } from '../contract/messages';
 import { workflowIdFor } from '../lib/instance';
 import type { InstanceStatus } from '../lib/types';
-import { World, specFor, type Lane } from './helpers/world';
+import { World, enableArgs, specFor, type Lane } from './helpers/world';
 
 describe('offboarding and a concurrent enable', { timeout: 180_000 }, () => {
   let world: World;
@@ -24,18 +24,7 @@ describe('offboarding and a concurrent enable', { timeout: 180_000 }, () => {
     const name = 'offboard-race';
     const i = world.stack.addInstance(name);
     const spec = specFor(i);
-    const r = await world.cli(
-      'enable',
-      name,
-      '--sourcegraph-url',
-      spec.sourcegraphUrl,
-      '--gcp-project',
-      spec.gcpProject,
-      '--admin-token-secret',
-      spec.adminTokenSecret,
-      '--wait',
-      '--json',
-    );
+    const r = await world.cli(...enableArgs(name, spec), '--wait', '--json');
     assert.equal(r.code, 0, r.err);
     const subaccountId = (JSON.parse(r.out) as InstanceStatus).subaccountId!;
 

@@ -16,7 +16,7 @@ import { ManagedSmtpClient } from '../client';
 import { createManagedSmtpWorker } from '../worker/worker';
 import { FaultSwitch, failing } from './helpers/faulty';
 import { uniqueTaskQueue, workflowBundle } from './helpers/temporal';
-import { World, specFor, type Lane } from './helpers/world';
+import { World, severeReading, specFor, type Lane } from './helpers/world';
 
 /** A gate: calls of one method wait while it is closed (to hold an activity at a chosen point). */
 class Gate {
@@ -339,21 +339,7 @@ describe('one request path per instance', { timeout: 600_000 }, () => {
     const { i, subaccountId } = await enabled('clear-race', l);
     const h = world.env.client.workflow.getHandle(workflowIdFor(i.name));
     const pool = () => world.stack.sparkpost.state.subaccounts.find((s) => s.id === subaccountId)?.ip_pool ?? '';
-    const at = new Date().toISOString();
-    const severe: ProtectionRequest = {
-      requestId: 'severe-1',
-      input: {
-        kind: 'observe',
-        observation: {
-          source: 'metrics',
-          at,
-          from: new Date(Date.now() - 3600_000).toISOString(),
-          sent: 1000,
-          hardBounces: 0,
-          complaints: 8,
-        },
-      },
-    };
+    const severe = severeReading('severe-1');
     await h.signal(protectionSignal, severe);
     await until('the quarantine', async () => {
       const p = (await l.client.status(i.name)).protection;
@@ -414,20 +400,6 @@ describe('one request path per instance', { timeout: 600_000 }, () => {
     assert.equal(assigned.ipPool, 'acme_dedicated', JSON.stringify(assigned.lastIpPoolChange));
     const h = world.env.client.workflow.getHandle(workflowIdFor(i.name));
     const pool = () => world.stack.sparkpost.state.subaccounts.find((s) => s.id === subaccountId)?.ip_pool ?? '';
-    const severe = (requestId: string): ProtectionRequest => ({
-      requestId,
-      input: {
-        kind: 'observe',
-        observation: {
-          source: 'metrics',
-          at: new Date().toISOString(),
-          from: new Date(Date.now() - 3600_000).toISOString(),
-          sent: 1000,
-          hardBounces: 0,
-          complaints: 8,
-        },
-      },
-    });
     const step = async (req: ProtectionRequest) => {
       await h.signal(protectionSignal, req);
       let p: Awaited<ReturnType<typeof l.client.status>>['protection'];
@@ -439,10 +411,10 @@ describe('one request path per instance', { timeout: 600_000 }, () => {
     };
     // The quarantine's read of the pool to put back fails (once): nothing is applied.
     fault.on = true;
-    const failed = await step(severe('severe-1'));
+    const failed = await step(severeReading('severe-1'));
     assert.equal(fault.tripped, 1);
     // The next severe reading tries again, and this time the quarantine is applied.
-    const applied = await step(severe('severe-2'));
+    const applied = await step(severeReading('severe-2'));
     const lifted = await step({ requestId: 'clear-1', input: { kind: 'clear', actor: 'op' } });
     assert.equal(lifted.pool, 'acme_dedicated', `the lift kept the dedicated pool: ${JSON.stringify(lifted)}`);
     // The ladder's level matches what is in force at SparkPost at every step.

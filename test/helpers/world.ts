@@ -14,6 +14,42 @@ import { startTemporal, uniqueTaskQueue, workflowBundle } from './temporal';
 import { sendKeySecretName } from '../../lib/instance';
 import { runCli, type Io } from '../../client/smtpctl';
 import { assertCliOutput } from './json-schema';
+import type { ProtectionRequest } from '../../contract/types';
+
+/** `smtpctl enable` arguments for an instance with this spec (flags after them are the caller's). */
+export function enableArgs(
+  name: string,
+  spec: { sourcegraphUrl: string; gcpProject: string; adminTokenSecret: string },
+) {
+  return [
+    'enable',
+    name,
+    '--sourcegraph-url',
+    spec.sourcegraphUrl,
+    '--gcp-project',
+    spec.gcpProject,
+    '--admin-token-secret',
+    spec.adminTokenSecret,
+  ];
+}
+
+/** A protection reading bad enough to quarantine at once: 8 complaints in 1,000 sent over the last hour. */
+export function severeReading(requestId: string): ProtectionRequest {
+  return {
+    requestId,
+    input: {
+      kind: 'observe',
+      observation: {
+        source: 'metrics',
+        at: new Date().toISOString(),
+        from: new Date(Date.now() - 3600_000).toISOString(),
+        sent: 1000,
+        hardBounces: 0,
+        complaints: 8,
+      },
+    },
+  };
+}
 
 /** The enable spec of an emulated instance (kept here for the tests' imports). */
 export { specFor } from '../../emulators/stack';
