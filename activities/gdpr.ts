@@ -77,8 +77,6 @@ export const GDPR_SECRET_UNUSABLE = 'GdprSecretError';
 const DEFAULT_EVENTS_PER_PAGE = 10_000;
 const DEFAULT_MAX_EVENT_PAGES = 100;
 const DEFAULT_HEARTBEAT_EVERY_MS = 10_000;
-/** Anything address-shaped in a message we did not write ourselves (same pattern as the SparkPost client). */
-
 /** Progress as heartbeated. `fingerprint` identifies the recipient set without revealing it. */
 interface Progress {
   batchesDone: number;

@@ -185,10 +185,10 @@ export function sameIps(a: readonly string[], b: readonly string[]): boolean {
   return a.length === b.length && [...a].sort().join(',') === [...b].sort().join(',');
 }
 
-/** Builds the activities from injected clients. */
 /** Largest customer email settings (serialized) kept to be restored on disable. */
 export const MAX_PREVIOUS_SETTINGS_BYTES = 64 * 1024;
 
+/** Builds the activities from injected clients. */
 export function createActivities(rawDeps: ActivityDeps) {
   // Every vendor call heartbeats first, so a killed worker's activity is retried after the heartbeat timeout.
   // Idempotent reads get a short bounded retry inside the activity (activities/progress.ts); writes never do.

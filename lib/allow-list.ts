@@ -159,14 +159,14 @@ export function sourcegraphUrlProblem(url: string, patterns: readonly UrlPattern
   return `sourcegraphUrl ${quoteUrl(url)} is refused: it matches none of ${SOURCEGRAPH_URLS_ENV} (${list})`;
 }
 
+/** The prefix of every secret managed-smtp writes in an instance's project; none of them is ever an admin token. */
+export const MANAGED_SECRET_PREFIX = 'managed-smtp-';
+
 /**
  * Why `secret` may not be read as the admin token of an instance whose secrets live in `gcpProject`, or null. The
  * worker reads it and sends it to the instance: anything outside the instance's own project (or its send-key secret)
  * would turn the worker into a courier of other secrets.
  */
-/** The prefix of every secret managed-smtp writes in an instance's project; none of them is ever an admin token. */
-export const MANAGED_SECRET_PREFIX = 'managed-smtp-';
-
 export function adminTokenSecretProblem(secret: string, gcpProject: string): string | null {
   if (typeof secret !== 'string' || !SECRET_VERSION_PATTERN.test(secret)) {
     return 'adminTokenSecret must be a Secret Manager version name projects/P/secrets/S/versions/(latest|N)';

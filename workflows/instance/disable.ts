@@ -11,7 +11,7 @@ import type { DisableRequest } from '../../lib/types';
 import { COMPENSATION, DISABLE_SPARKPOST, RESTORE } from '../policies';
 import { resetProtectionForDisable } from '../protection';
 import { protectionHost, type Entity } from './entity';
-import { runUndo, siteOf, type UndoStep } from './shared';
+import { customSenderDomainArg, runUndo, siteOf, type UndoStep } from './shared';
 
 const compensating = proxyActivities<Activities>(COMPENSATION);
 const sparkpostFirst = proxyActivities<Activities>(DISABLE_SPARKPOST);
@@ -30,7 +30,7 @@ export async function restoreSite(e: Entity): Promise<boolean> {
     const r = await restoring.restoreSiteConfig({
       ...siteOf(s.spec, s.instance),
       previous: s.previousSettings,
-      ...(s.sendingDomain ? { customSenderDomain: s.sendingDomain.domain } : {}),
+      ...customSenderDomainArg(s),
     });
     if (r.leftAlone === 'customer') {
       s.warnings.push("the site configuration held the customer's own settings by then: left alone");
